@@ -1,0 +1,1 @@
+"""The core: settings, archive reading, preprocessing, model backends, database models and storage."""

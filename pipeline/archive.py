@@ -1,0 +1,174 @@
+"""Reading ZIP archives safely: nothing is extracted to disk and no size in a header is trusted.
+
+`scan_archive` checks a whole archive before a job is accepted (entry count, overlapping entries, nested
+archives, and the bytes each member *actually* decompresses to, counted while reading); `read_member`
+reads one member again in a worker, under the same bounds.
+"""
+from __future__ import annotations
+
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import BinaryIO
+
+from pipeline.imaging import sniff_format
+from pipeline.settings import Limits
+
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30-byte local file header
+_BLOCK = 1 << 16
+_RATIO_GRACE = 1 << 20  # small members may compress extremely well (blank PNG); judge the ratio past 1 MiB
+_NESTED_SUFFIXES = (".zip", ".jar", ".apk", ".7z", ".rar", ".gz", ".tgz", ".bz2", ".xz", ".tar", ".zst")
+_NESTED_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf", b"Rar!", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+
+
+class ArchiveError(ValueError):
+    """An archive we refuse as a whole; the message is meant for the person who sent it."""
+
+
+class LimitExceeded(ArchiveError):
+    """An archive refused because it would cost more than the limits allow (size, count, ratio)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file inside an archive: its position in the directory and its name (for display only)."""
+
+    index: int
+    name: str
+    size: int  # bytes actually decompressed during the scan
+    is_image: bool  # its first bytes are those of an image format we accept
+
+
+def is_zip(head: bytes) -> bool:
+    """True if `head` (the first bytes of a file) starts a ZIP archive."""
+    return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+
+
+def _ignored(name: str) -> bool:
+    # Folders and the metadata macOS adds to archives are not photos anyone sent.
+    p = PurePosixPath(name)
+    return name.endswith("/") or "__MACOSX" in p.parts or p.name.startswith("._") or p.name == ".DS_Store"
+
+
+def _declared_entries(f: BinaryIO) -> tuple[int, int]:
+    """(entry count, central directory size) from the end records, read before zipfile parses anything."""
+    f.seek(0, 2)
+    size = f.tell()
+    tail_len = min(size, 22 + 65535)
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    pos = tail.rfind(_EOCD)
+    if pos < 0:
+        raise ArchiveError("not a valid ZIP archive (no end-of-directory record)")
+    entries, cd_size = struct.unpack("<HL", tail[pos + 10 : pos + 16])  # total entries, directory size
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:  # ZIP64: the real values are in the ZIP64 record
+        loc = tail.rfind(_EOCD64_LOCATOR, 0, pos)
+        if loc < 0:
+            raise ArchiveError("not a valid ZIP archive (broken ZIP64 records)")
+        (offset,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
+        f.seek(offset)
+        rec = f.read(56)
+        if len(rec) < 56 or rec[:4] != b"PK\x06\x06":
+            raise ArchiveError("not a valid ZIP archive (broken ZIP64 records)")
+        entries, cd_size = struct.unpack("<QQ", rec[32:48])
+    return entries, cd_size
+
+
+def _check_overlaps(f: BinaryIO, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse entries whose data overlap (the non-recursive zip bomb reuses one compressed stream)."""
+    end_prev = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end_prev:
+            raise ArchiveError("archive refused: entries overlap (a zip bomb construction)")
+        f.seek(info.header_offset)
+        header = f.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise ArchiveError(f"archive refused: bad local header for {info.filename!r}")
+        name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+        end_prev = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+
+
+def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget: int) -> bytes:
+    """Decompress one member, counting real output bytes against the per-entry, total and ratio limits."""
+    cap = min(limits.max_entry_bytes, budget)
+    out = bytearray()
+    with zf.open(info) as stream:
+        while True:
+            block = stream.read(_BLOCK)
+            if not block:
+                break
+            out += block
+            n = len(out)
+            if n > limits.max_entry_bytes:
+                raise LimitExceeded(
+                    f"archive refused: {info.filename!r} expands beyond the {limits.max_entry_bytes:,}-byte "
+                    "limit per file"
+                )
+            if n > cap:
+                raise LimitExceeded(
+                    f"archive refused: it expands beyond the {limits.max_total_bytes:,}-byte limit per upload"
+                )
+            if n > _RATIO_GRACE and n > limits.max_ratio * max(info.compress_size, 1):
+                raise LimitExceeded(
+                    f"archive refused: {info.filename!r} has a compression ratio above {limits.max_ratio}:1"
+                )
+    return bytes(out)
+
+
+def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list[Member]:
+    """Validate a whole archive and list its files, or raise ArchiveError.
+
+    `budget` is how many decompressed bytes the rest of the upload may still use (default: the total limit).
+    A member whose data is corrupt is still listed: it becomes a failed item, not a refused archive.
+    """
+    budget = limits.max_total_bytes if budget is None else budget
+    entries, cd_size = _declared_entries(f)
+    # Refuse before zipfile builds one object per entry: the count and the directory size bound its work.
+    if entries > limits.max_zip_entries or cd_size > limits.max_zip_entries * 1100:
+        raise LimitExceeded(f"archive refused: it has more than {limits.max_zip_entries:,} entries")
+    try:
+        zf = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        raise ArchiveError(f"not a valid ZIP archive: {exc}") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_zip_entries:
+            raise LimitExceeded(f"archive refused: it has more than {limits.max_zip_entries:,} entries")
+        _check_overlaps(f, infos)
+        members: list[Member] = []
+        for index, info in enumerate(infos):
+            if info.is_dir() or _ignored(info.filename):
+                continue
+            if info.filename.lower().endswith(_NESTED_SUFFIXES):
+                raise ArchiveError(f"archive refused: nested archive {info.filename!r} (send images only)")
+            if info.flag_bits & 0x1:
+                raise ArchiveError(f"archive refused: {info.filename!r} is encrypted")
+            try:
+                data = _read_bounded(zf, info, limits, budget)
+            except ArchiveError:
+                raise
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError):
+                members.append(Member(index, info.filename, 0, False))  # corrupt member: its item will fail
+                continue
+            if data.startswith(_NESTED_MAGIC):
+                raise ArchiveError(f"archive refused: nested archive {info.filename!r} (send images only)")
+            budget -= len(data)
+            members.append(Member(index, info.filename, len(data), sniff_format(data[:16]) is not None))
+        return members
+
+
+def read_member(zf: zipfile.ZipFile, index: int, limits: Limits) -> bytes:
+    """Read the member at directory position `index`, bounded as in the scan; raise ArchiveError if not."""
+    infos = zf.infolist()
+    if not 0 <= index < len(infos):
+        raise ArchiveError(f"archive has no member number {index}")
+    try:
+        return _read_bounded(zf, infos[index], limits, limits.max_entry_bytes)
+    except ArchiveError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        raise ArchiveError(f"corrupt archive member: {exc}") from None

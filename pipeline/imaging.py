@@ -1,0 +1,82 @@
+"""Safe image decoding: only the formats we accept, bounded in pixels, never trusting headers.
+
+Pure functions (bytes in, Pillow image out); the limits are arguments so callers take them from settings.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow format names we accept; every other format is refused before its decoder runs.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a large phone photo is 12-48 MP.
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message is meant for the person who sent it."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return the image format named by the first bytes of a file, or None if it is not one we accept."""
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode `data` into a fully loaded, EXIF-upright image, or raise ImageError.
+
+    `draft_size` lets JPEG decode at a reduced scale (DCT scaling) when the full resolution is not needed.
+    """
+    if not data:
+        raise ImageError("empty file")
+    if sniff_format(data[:16]) is None:
+        raise ImageError("not a supported image (JPEG, PNG, WebP, GIF, BMP or TIFF)")
+    try:
+        with warnings.catch_warnings():
+            # A DecompressionBombWarning is an error here, whatever Pillow's global threshold is.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageError("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels"
+                )
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB" if img.mode in ("RGB", "CMYK", "YCbCr") else img.mode, draft_size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a decodable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports truncated or corrupt data as OSError/SyntaxError with a short reason.
+        raise ImageError(f"corrupt or truncated image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - fuzzed files reach odd decoder paths; fail the item, not the batch
+        raise ImageError(f"image could not be decoded: {type(exc).__name__}: {exc}") from None
+    return img

@@ -1,0 +1,133 @@
+"""Test fixtures: real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are set), the Flask
+app, a real HTTP server, and real Celery worker processes. No eager mode, no fakes."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from werkzeug.serving import make_server
+
+from pipeline.db import get_engine
+from pipeline.keys import create_key
+from pipeline.migrate import upgrade
+from pipeline.settings import Settings, load_settings
+from tests.helpers import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory) -> Iterator[dict]:
+    """URLs of a migrated PostgreSQL database and a Redis server, plus their handles when embedded."""
+    from pipeline.services import EmbeddedPostgres, EmbeddedRedis
+
+    root = tmp_path_factory.mktemp("servers")
+    pg = redis = None
+    db_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if not db_url:
+        pg = EmbeddedPostgres(root / "pg")
+        db_url = pg.start()
+    if not redis_url:
+        redis = EmbeddedRedis(root / "redis")
+        redis_url = redis.start(detached=True)
+    upgrade(db_url)
+    yield {"database_url": db_url, "redis_url": redis_url, "pg": pg, "redis": redis, "root": root}
+    if redis is not None:
+        redis.stop()
+    if pg is not None:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def env(servers, tmp_path_factory) -> dict[str, str]:
+    """The environment shared by the test process and the worker processes it starts."""
+    data = tmp_path_factory.mktemp("data")
+    passthrough = {k: os.environ[k] for k in ("FB_WEIGHTS_DIR",) if k in os.environ}
+    return {
+        **passthrough,
+        "FB_ENV": "test",
+        "DATABASE_URL": servers["database_url"],
+        "REDIS_URL": servers["redis_url"],
+        "FB_DATA_DIR": str(data),
+        "FB_STORAGE_DIR": str(data / "storage"),
+        "FB_RATE_LIMIT_PER_MINUTE": "100000",
+        "FB_CALLBACK_ALLOW_PRIVATE": "1",
+        "FB_WORKER_POOL": "cpu",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(env) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    return get_engine(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    from webhook import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def api_key(engine) -> str:
+    """A fresh API key (each test gets its own, so it sees only its own jobs)."""
+    return create_key(engine, "test")[1]
+
+
+def serve(app) -> Iterator[str]:
+    """Serve `app` over real HTTP on a free loopback port; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def live_url(app) -> Iterator[str]:
+    """The web app behind a real HTTP server."""
+    yield from serve(app)
+
+
+@pytest.fixture(scope="session")
+def worker(env) -> Iterator[WorkerProcess]:
+    """One real Celery worker process (prefork, 2 pool processes) on the cpu and control queues."""
+    w = WorkerProcess(env, concurrency=2, name="session")
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture()
+def make_worker(env) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start extra workers with environment overrides; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def factory(overrides: dict[str, str] | None = None, **kw) -> WorkerProcess:
+        w = WorkerProcess({**env, **(overrides or {})}, **kw)
+        w.start()
+        started.append(w)
+        return w
+
+    yield factory
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "weights"

@@ -1,0 +1,99 @@
+"""Helpers shared by tests: worker processes, polling, and building test images and archives."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess with its own log file."""
+
+    def __init__(self, env: dict[str, str], *, concurrency: int = 1, queues: str = "cpu,control",
+                 name: str = "w", extra: list[str] | None = None):
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.concurrency, self.queues, self.name, self.extra = concurrency, queues, name, extra or []
+        self.log_path = Path(env["FB_DATA_DIR"]) / f"worker-{name}-{time.time_ns()}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", self.queues,
+               "-c", str(self.concurrency), "-n", f"{self.name}-{os.getpid()}-{time.time_ns()}@%h",
+               "--without-gossip", "--without-mingle", "--loglevel", "INFO", *self.extra]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: b" ready." in self.log_path.read_bytes() or self.proc.poll() is not None,
+                 timeout_s, "worker start")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+
+    def pool_pids(self) -> list[int]:
+        """The pids of the pool (child) processes doing the work."""
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.proc.pid).children()]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.1):
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def garment_png(kind: str = "shirt", size: tuple[int, int] = (120, 160), background: int = 255,
+                fmt: str = "PNG") -> bytes:
+    """A simple dark garment silhouette on a light background, encoded as `fmt`."""
+    w, h = size
+    img = Image.new("L", size, background)
+    a = np.array(img)
+    if kind == "trouser":
+        a[int(h * .1):int(h * .9), int(w * .3):int(w * .47)] = 40
+        a[int(h * .1):int(h * .9), int(w * .53):int(w * .7)] = 40
+        a[int(h * .1):int(h * .25), int(w * .3):int(w * .7)] = 40
+    else:
+        a[int(h * .2):int(h * .85), int(w * .3):int(w * .7)] = 50
+        a[int(h * .2):int(h * .4), int(w * .1):int(w * .9)] = 50
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("RGB").save(buf, fmt)
+    return buf.getvalue()
+
+
+def make_zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Write a ZIP with the given members (name -> bytes)."""
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path

@@ -1,0 +1,128 @@
+"""The HTTP API against real PostgreSQL and Redis (no worker needed: these tests stop at the queue)."""
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+
+import pytest
+from sqlalchemy import func, select
+
+from pipeline.keys import create_key, revoke_key
+from pipeline.schema import jobs
+from tests.helpers import garment_png, make_zip
+
+
+def upload(client, key, files, **form):
+    data = {**form, "files": [(io.BytesIO(body), name) for name, body in files]}
+    return client.post("/v1/jobs", data=data, headers={"X-API-Key": key}, content_type="multipart/form-data")
+
+
+def test_every_v1_route_needs_a_live_key(client, engine):
+    # Given no key, a made-up key, and a revoked key
+    record, revoked = create_key(engine, "to-revoke")
+    revoke_key(engine, str(record.id))
+    for headers in ({}, {"X-API-Key": "fb_not-a-real-key"}, {"X-API-Key": revoked}):
+        # When they call the API, Then the answer is a JSON 401
+        resp = client.get(f"/v1/jobs/{uuid.uuid4()}", headers=headers)
+        assert resp.status_code == 401
+        assert "API key" in resp.get_json()["error"]
+
+
+def test_submit_answers_202_with_location_and_the_job_can_be_polled(client, api_key):
+    # Given two images and a ZIP of two more
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("tops/a.png", garment_png())
+        zf.writestr("b.jpg", garment_png(fmt="JPEG"))
+    files = [("one.png", garment_png()), ("two.jpg", garment_png(fmt="JPEG")), ("pack.zip", z.getvalue())]
+    # When they are submitted
+    resp = upload(client, api_key, files, backend="onnx")
+    # Then the job is accepted with four items, and its status URL answers
+    assert resp.status_code == 202, resp.get_json()
+    body = resp.get_json()
+    assert body["total"] == 4 and body["status"] in ("queued", "running")
+    assert resp.headers["Location"] == body["status_url"]
+    status = client.get(body["status_url"], headers={"X-API-Key": api_key}).get_json()
+    assert {"id", "status", "total", "done", "failed", "backend", "pool", "created_at", "started_at",
+            "finished_at", "results_url"} <= set(status)
+    assert status["backend"] == "onnx" and status["pool"] == "cpu"
+    names = [i["name"] for i in client.get(body["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]]
+    assert names == ["one.png", "two.jpg", "pack.zip/tops/a.png", "pack.zip/b.jpg"]
+
+
+@pytest.mark.parametrize("files, form, message", [
+    ([], {}, "no files"),
+    ([("notes.txt", b"hello world")], {}, "neither an image"),
+    ([("empty.png", b"")], {}, "empty"),
+    ([("docs.zip", None)], {}, "contains no images"),
+    ([("a.png", garment_png())], {"backend": "tensorflow"}, "unknown backend"),
+    ([("a.png", garment_png())], {"pool": "tpu"}, "unknown pool"),
+    ([("a.png", garment_png())], {"callback_url": "ftp://example.com/x"}, "http"),
+])
+def test_bad_submissions_get_a_clear_400_and_record_nothing(client, api_key, engine, tmp_path, files, form, message):
+    # Given a malformed submission (a ZIP placeholder becomes an archive holding only a text file)
+    files = [(n, make_zip(tmp_path / n, {"readme.txt": b"no photos here"}).read_bytes() if b is None else b)
+             for n, b in files]
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(jobs)).scalar()
+    # When it is submitted
+    resp = upload(client, api_key, files, **form)
+    # Then it is refused with a JSON message, and no job was recorded
+    assert resp.status_code == 400
+    assert message in resp.get_json()["error"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(jobs)).scalar() == before
+
+
+def test_another_keys_job_and_unknown_ids_answer_404(client, api_key, engine):
+    job = upload(client, api_key, [("a.png", garment_png())]).get_json()
+    other = create_key(engine, "other")[1]
+    for key, path in ((other, job["status_url"]), (other, job["results_url"]), (api_key, f"/v1/jobs/{uuid.uuid4()}"),
+                      (api_key, "/v1/jobs/not-a-uuid")):
+        resp = client.get(path, headers={"X-API-Key": key})
+        assert resp.status_code == 404 and "error" in resp.get_json()
+    assert client.delete(job["status_url"], headers={"X-API-Key": other}).status_code == 404
+
+
+def test_cancel_ends_the_job_and_fails_pending_items(client, api_key):
+    job = upload(client, api_key, [("a.png", garment_png()), ("b.png", garment_png())]).get_json()
+    resp = client.delete(job["status_url"], headers={"X-API-Key": api_key})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "cancelled"
+    items = client.get(job["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]
+    assert {i["error"] for i in items} <= {"cancelled", None}
+    assert client.delete(job["status_url"], headers={"X-API-Key": api_key}).status_code == 409
+
+
+def test_results_csv_has_the_documented_header(client, api_key):
+    job = upload(client, api_key, [("a,b.png", garment_png())]).get_json()
+    resp = client.get(job["results_url"] + "?format=csv", headers={"X-API-Key": api_key})
+    assert resp.status_code == 200 and resp.mimetype == "text/csv"
+    lines = resp.get_data(as_text=True).splitlines()
+    assert lines[0] == "name,label,class_name,confidence,error"
+    assert lines[1].startswith('"a,b.png",')
+
+
+def test_healthz_reports_database_and_broker(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_broker_down_answers_503_and_records_nothing(settings, engine, api_key):
+    from webhook import create_app
+
+    # Given the web app pointed at a Redis that is not there
+    app = create_app(settings.replace(redis_url="redis://127.0.0.1:1/0", rate_limit_per_minute=0))
+    job_dirs = lambda: set((settings.storage_dir / "jobs").glob("*"))  # noqa: E731
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(jobs)).scalar()
+    dirs_before = job_dirs()
+    # When a job is submitted
+    resp = upload(app.test_client(), api_key, [("a.png", garment_png())])
+    # Then the client is told to retry, and nothing half-made stays behind
+    assert resp.status_code == 503 and "try again" in resp.get_json()["error"]
+    assert resp.headers["Retry-After"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(jobs)).scalar() == before
+    assert job_dirs() == dirs_before

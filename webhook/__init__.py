@@ -1,0 +1,37 @@
+"""The Flask ingest and status service: `create_app()` builds it; nothing happens at import."""
+from __future__ import annotations
+
+from flask import Flask, request
+
+from pipeline.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app from `settings` (read from the environment when not given)."""
+    from webhook import api, errors, health, pages
+    from webhook.extensions import Services
+    from webhook.uploads import SpoolingRequest, discard_spooled
+
+    settings = settings or load_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set (the local launcher `fashion-batch up` sets them)")
+    app = Flask(__name__)
+    app.request_class = SpoolingRequest
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.limits.max_upload_bytes,
+        MAX_FORM_PARTS=settings.limits.max_parts + 20,  # the file parts plus a few form fields
+        MAX_FORM_MEMORY_SIZE=64 * 1024,  # form fields are short; files never sit in memory
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["fashion_batch"] = Services(settings)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+
+    @app.teardown_request
+    def _discard(exc: BaseException | None) -> None:
+        discard_spooled(request)
+
+    return app

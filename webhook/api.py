@@ -1,0 +1,187 @@
+"""HTTP API version 1: submit jobs, poll them, fetch results, cancel."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import uuid
+
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context, url_for
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+from pipeline import jobs, reports, storage
+from pipeline.archive import ArchiveError, LimitExceeded
+from pipeline.backends import BACKENDS
+from pipeline.ingest import IngestError, Part, display_name, list_items
+from pipeline.settings import POOLS
+from webhook import auth, pages
+from webhook.callbacks import CallbackURLError, check_url
+from webhook.errors import ApiError
+from webhook.extensions import services
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+bp.before_request(auth.require_key)
+CSV_HEADER = ("name", "label", "class_name", "confidence", "error")
+MAX_PAGE = 10_000
+
+
+def _iso(ts) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def job_json(job: dict) -> dict:
+    """The public view of a job row (with `done` and `failed` counts)."""
+    jid = str(job["id"])
+    return {
+        "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
+        "backend": job["backend"], "pool": job["pool"], "created_at": _iso(job["created_at"]),
+        "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
+        "status_url": url_for("api.get_job", job_id=jid, _external=True),
+        "results_url": url_for("api.get_results", job_id=jid, _external=True),
+        "page_url": pages.page_url(jid),
+    }
+
+
+def _owned_job(job_id: uuid.UUID) -> dict:
+    job = reports.job_status(services().engine, job_id, g.api_key.id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id}")
+    return job
+
+
+def _choice(field: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (request.form.get(field) or default).strip()
+    if value not in allowed:
+        raise ApiError(400, f"unknown {field} {value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+def publish_chunks(chunk_ids: list[int], pool: str) -> None:
+    """Hand the chunks to the broker over one connection, giving up quickly if it is down."""
+    app = services().celery
+    policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+    with app.producer_or_acquire() as producer:
+        for cid in chunk_ids:
+            app.send_task("workers.tasks.classify_chunk", args=(cid,), queue=pool, producer=producer,
+                          retry=True, retry_policy=policy)
+
+
+@bp.post("/jobs")
+def create_job():
+    """Accept images and ZIP archives as a job; answer 202 once it is recorded and enqueued."""
+    svc = services()
+    settings = svc.settings
+    auth.check_rate_limit()
+    files = request.files.getlist("files")
+    pool = _choice("pool", "cpu", POOLS)
+    backend = _choice("backend", settings.default_backend, BACKENDS)
+    if backend not in settings.backends_for(pool):
+        raise ApiError(400, f"backend {backend!r} is not served by the {pool} pool")
+    callback_url = (request.form.get("callback_url") or "").strip() or None
+    if callback_url:
+        try:
+            check_url(callback_url, allow_private=settings.callback_allow_private)
+        except CallbackURLError as exc:
+            raise ApiError(400, str(exc)) from None
+    if not files:
+        raise ApiError(400, "no files uploaded: send one or more multipart parts named 'files'")
+
+    job_id = uuid.uuid4()
+    folder = storage.job_dir(settings.storage_dir, job_id)
+    folder.mkdir(parents=True)
+    try:
+        parts = []
+        for i, fs in enumerate(files):
+            fs.stream.flush()
+            target = folder / f"part-{i:05d}"
+            os.replace(fs.stream.name, target)
+            parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}")))
+        try:
+            specs = list_items(parts, settings.limits)
+        except LimitExceeded as exc:
+            raise ApiError(413, str(exc)) from None
+        except (IngestError, ArchiveError) as exc:
+            raise ApiError(400, str(exc)) from None
+        chunk_ids = jobs.create_job(
+            svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
+            callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
+            first_chunk_size=settings.first_chunk_size,
+        )
+    except Exception:
+        storage.remove_job_files(settings.storage_dir, job_id)
+        raise
+    try:
+        publish_chunks(chunk_ids, pool)
+    except (BrokerError, RedisError, OSError):
+        # Not enqueued means not accepted: forget the job so the client can simply send it again.
+        jobs.delete_job(svc.engine, job_id)
+        storage.remove_job_files(settings.storage_dir, job_id)
+        raise ApiError(503, "the job queue (Redis) is unavailable; nothing was recorded, try again shortly",
+                       {"Retry-After": "10"}) from None
+    jobs.mark_enqueued(svc.engine, chunk_ids)
+    body = job_json(reports.job_status(svc.engine, job_id, g.api_key.id))
+    return jsonify(body), 202, {"Location": body["status_url"]}
+
+
+@bp.get("/jobs/<uuid:job_id>")
+def get_job(job_id: uuid.UUID):
+    """The job's status and progress."""
+    return jsonify(job_json(_owned_job(job_id)))
+
+
+@bp.delete("/jobs/<uuid:job_id>")
+def cancel_job(job_id: uuid.UUID):
+    """Cancel a job: queued work is skipped, labelled items keep their results."""
+    job = _owned_job(job_id)
+    if job["status"] in jobs.FINAL:
+        raise ApiError(409, f"job {job_id} has already ended ({job['status']})")
+    jobs.cancel_job(services().engine, job_id)
+    return jsonify(job_json(_owned_job(job_id)))
+
+
+def _item_json(row: dict, classes: list[str]) -> dict:
+    label = row["label"]
+    return {
+        "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
+        "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
+    }
+
+
+@bp.get("/jobs/<uuid:job_id>/results")
+def get_results(job_id: uuid.UUID):
+    """Results in upload order: paginated JSON (`offset`, `limit`), or `?format=csv` streamed whole."""
+    job = _owned_job(job_id)
+    svc = services()
+    classes = svc.classes
+    if request.args.get("format") == "csv":
+        def rows():
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            writer.writerow(CSV_HEADER)
+            for r in reports.iter_results(svc.engine, job_id):
+                label = r["label"]
+                writer.writerow((r["name"], "" if label is None else label,
+                                 classes[label] if label is not None else "",
+                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}", r["error"] or ""))
+                if buf.tell() > 65536:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
+
+        headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.csv"'}
+        return Response(stream_with_context(rows()), mimetype="text/csv", headers=headers)
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", 1000))))
+    except ValueError:
+        raise ApiError(400, "offset and limit must be integers") from None
+    page = reports.result_page(svc.engine, job_id, offset, limit)
+    nxt = offset + limit
+    return jsonify(
+        id=str(job_id), status=job["status"], total=job["total"], offset=offset, limit=limit,
+        items=[_item_json(r, classes) for r in page],
+        next=url_for("api.get_results", job_id=str(job_id), offset=nxt, limit=limit, _external=True)
+        if nxt < job["total"] else None,
+    )

@@ -1,0 +1,42 @@
+"""Every error is JSON with an `error` message; nothing leaks a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answer with a status code, a message and optional headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers on `app`."""
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        msg = f"upload too large: the limit is {limit:,} bytes" if limit else "upload too large"
+        if request.content_length and limit and request.content_length <= limit:
+            msg = f"too many parts or form fields: at most {app.config.get('MAX_FORM_PARTS')} per request"
+        return jsonify(error=msg), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description or exc.name), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(error="internal server error"), 500

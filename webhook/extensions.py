@@ -1,0 +1,44 @@
+"""The per-process services a request needs, created lazily: database engine, Celery producer, Redis."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+from celery import Celery
+from flask import current_app
+from sqlalchemy import Engine
+
+from pipeline import db
+from pipeline.settings import Settings
+
+
+class Services:
+    """Holds the settings and builds each client on first use (after any fork of the web server)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @property
+    def engine(self) -> Engine:
+        return db.get_engine(self.settings.database_url)
+
+    @cached_property
+    def celery(self) -> Celery:
+        from workers.config import create_celery
+
+        return create_celery(self.settings)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        from pipeline.manifest import load_manifest
+
+        return list(load_manifest(self.settings.weights_dir).classes)
+
+
+def services() -> Services:
+    """The services of the running app."""
+    return current_app.extensions["fashion_batch"]

@@ -1,0 +1,46 @@
+"""A small human page per job (`/jobs/<id>`): progress bar, counts per class, failed items.
+
+Browsers cannot send the API key header, so the API hands the owner a link signed with the server's key.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from pipeline import reports
+from webhook.extensions import services
+
+bp = Blueprint("pages", __name__)
+
+
+def _token(job_id: str) -> str:
+    key = services().settings.signing_key
+    return hmac.new(key, f"job-page:{job_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def page_url(job_id: str) -> str:
+    """The signed link to the job's page."""
+    return url_for("pages.job_page", job_id=job_id, t=_token(job_id), _external=True)
+
+
+@bp.get("/jobs/<uuid:job_id>")
+def job_page(job_id: uuid.UUID):
+    """Render the job page; a missing or wrong signature is a 404, like an unknown job."""
+    if not hmac.compare_digest(request.args.get("t", ""), _token(str(job_id))):
+        abort(404, description=f"no job {job_id}")
+    svc = services()
+    job = reports.job_status(svc.engine, job_id, None)
+    if job is None:
+        abort(404, description=f"no job {job_id}")
+    counts = reports.class_counts(svc.engine, job_id)
+    classes = svc.classes
+    per_class = sorted(((classes[k], v) for k, v in counts.items()), key=lambda kv: -kv[1])
+    finished = job["done"] + job["failed"]
+    return render_template(
+        "job.html", job=job, per_class=per_class, failed=reports.failed_items(svc.engine, job_id),
+        percent=100.0 * finished / job["total"] if job["total"] else 100.0, finished=finished,
+        refresh=job["status"] in ("queued", "running"),
+    )

@@ -1,0 +1,1 @@
+"""Celery workers: the app configuration, per-process model loading and thin tasks."""

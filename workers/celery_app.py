@@ -1,0 +1,8 @@
+"""The Celery entry point (`celery -A workers.celery_app ...`): configuration only."""
+from pipeline.settings import load_settings
+from workers import runtime
+from workers.config import create_celery
+
+settings = load_settings()
+app = create_celery(settings)
+runtime.install(app, settings)

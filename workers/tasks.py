@@ -1,0 +1,94 @@
+"""Celery tasks: thin and idempotent. They load rows by id, call `pipeline`, write results, and retry."""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from pipeline import jobs, reconcile as rec
+from pipeline.classify import classify_items
+from pipeline.jobs import Outcome
+from workers import runtime
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, DBAPIError, BrokerError, RedisConnectionError, ConnectionError)
+_RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=None)
+POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
+
+
+@shared_task(bind=True, name="workers.tasks.classify_chunk", **_RETRY)
+def classify_chunk(self, chunk_id: int) -> dict:
+    """Classify one chunk of a job and store its results (a redelivered chunk changes nothing)."""
+    rt = runtime.current()
+    work = jobs.claim_chunk(rt.engine, chunk_id)
+    if work is None:
+        return {"chunk": chunk_id, "skipped": True}
+    limit = rt.settings.max_chunk_attempts
+    if work.attempts > limit and len(work.seqs) == 1:
+        # A poison item: it killed or hung its process on every attempt. Fail it alone.
+        outcomes = [Outcome(work.seqs[0], error=POISON_ERROR.format(n=work.attempts - 1))]
+    elif work.attempts > 2 and len(work.seqs) > 1:
+        # Twice lost already: retry each item on its own so that one bad image cannot stall the rest.
+        for child in jobs.split_chunk(rt.engine, work):
+            classify_chunk.apply_async((child,), queue=work.pool)
+        return {"chunk": chunk_id, "split": len(work.seqs)}
+    else:
+        backend = rt.backends.get(work.backend)
+        if backend is None:
+            outcomes = [Outcome(s, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
+                        for s in work.seqs]
+        else:
+            from pipeline.preprocess import prepare
+
+            cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
+            outcomes = classify_items(
+                work.seqs, work.items,
+                read=lambda spec: rt.reader.read(work.job_id, spec),
+                prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
+                predict=backend.predict,
+            )
+    final = jobs.write_results(rt.engine, work, outcomes)
+    if final is not None:
+        deliver_callback_for_job(work.job_id)
+    return {"chunk": chunk_id, "items": len(outcomes), "job_final": final}
+
+
+def deliver_callback_for_job(job_id: uuid.UUID) -> None:
+    """Send the job's callback task now, if it has one (the reconciler would otherwise pick it up)."""
+    from sqlalchemy import select
+
+    from pipeline.schema import callbacks
+
+    with runtime.current().engine.connect() as conn:
+        cb = conn.execute(select(callbacks.c.id).where(callbacks.c.job_id == job_id)).scalar()
+    if cb is not None:
+        deliver_callback.apply_async((cb,), queue="control")
+
+
+@shared_task(bind=True, name="workers.tasks.deliver_callback", **_RETRY)
+def deliver_callback(self, callback_id: int) -> str:
+    """One delivery attempt of a completion callback; the reconciler schedules the next one if it fails."""
+    from webhook.callbacks import deliver
+
+    s = runtime.settings()
+    return deliver(runtime.engine(), callback_id, allow_private=s.callback_allow_private,
+                   timeout_s=s.callback_timeout_s, max_attempts=s.callback_max_attempts)
+
+
+@shared_task(bind=True, name="workers.tasks.reconcile", **_RETRY)
+def reconcile(self) -> dict:
+    """Re-send chunks whose messages were lost and callbacks whose retry time has come."""
+    s, engine = runtime.settings(), runtime.engine()
+    lost = rec.stale_chunks(engine, s.stale_chunk_s)
+    for chunk_id, pool in lost:
+        classify_chunk.apply_async((chunk_id,), queue=pool)
+    due = rec.due_callbacks(engine)
+    for cb in due:
+        deliver_callback.apply_async((cb,), queue="control")
+    if lost:
+        log.warning("re-sent %d chunks presumed lost", len(lost))
+    return {"resent_chunks": len(lost), "callbacks": len(due)}
