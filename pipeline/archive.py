@@ -92,17 +92,28 @@ def _check_overlaps(f: BinaryIO, infos: list[zipfile.ZipInfo]) -> None:
         end_prev = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
 
 
-def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget: int) -> bytes:
-    """Decompress one member, counting real output bytes against the per-entry, total and ratio limits."""
+def _consumed(stream: zipfile.ZipExtFile, info: zipfile.ZipInfo) -> int:
+    """Compressed bytes read so far (CPython's reader keeps the remainder), so a bomb shows early."""
+    left = getattr(stream, "_compress_left", None)
+    return info.compress_size - left if isinstance(left, int) else info.compress_size
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget: int, keep: bool) -> tuple[bytes, int]:
+    """Decompress one member, counting real output bytes against the per-entry, total and ratio limits.
+
+    Returns (the data if `keep`, else only its first bytes; the number of bytes it decompressed to).
+    """
     cap = min(limits.max_entry_bytes, budget)
     out = bytearray()
+    n = 0
     with zf.open(info) as stream:
         while True:
             block = stream.read(_BLOCK)
             if not block:
                 break
-            out += block
-            n = len(out)
+            n += len(block)
+            if keep or len(out) < 16:
+                out += block if keep else block[: 16 - len(out)]
             if n > limits.max_entry_bytes:
                 raise LimitExceeded(
                     f"archive refused: {info.filename!r} expands beyond the {limits.max_entry_bytes:,}-byte "
@@ -112,11 +123,11 @@ def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, bu
                 raise LimitExceeded(
                     f"archive refused: it expands beyond the {limits.max_total_bytes:,}-byte limit per upload"
                 )
-            if n > _RATIO_GRACE and n > limits.max_ratio * max(info.compress_size, 1):
+            if n > _RATIO_GRACE and n > limits.max_ratio * max(_consumed(stream, info), 1):
                 raise LimitExceeded(
                     f"archive refused: {info.filename!r} has a compression ratio above {limits.max_ratio}:1"
                 )
-    return bytes(out)
+    return bytes(out), n
 
 
 def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list[Member]:
@@ -128,7 +139,7 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
     budget = limits.max_total_bytes if budget is None else budget
     entries, cd_size = _declared_entries(f)
     # Refuse before zipfile builds one object per entry: the count and the directory size bound its work.
-    if entries > limits.max_zip_entries or cd_size > limits.max_zip_entries * 1100:
+    if entries > limits.max_zip_entries or cd_size > limits.max_zip_entries * 400:
         raise LimitExceeded(f"archive refused: it has more than {limits.max_zip_entries:,} entries")
     try:
         zf = zipfile.ZipFile(f)
@@ -148,16 +159,16 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
             if info.flag_bits & 0x1:
                 raise ArchiveError(f"archive refused: {info.filename!r} is encrypted")
             try:
-                data = _read_bounded(zf, info, limits, budget)
+                head, size = _inflate(zf, info, limits, budget, keep=False)
             except ArchiveError:
                 raise
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError):
                 members.append(Member(index, info.filename, 0, False))  # corrupt member: its item will fail
                 continue
-            if data.startswith(_NESTED_MAGIC):
+            if head.startswith(_NESTED_MAGIC):
                 raise ArchiveError(f"archive refused: nested archive {info.filename!r} (send images only)")
-            budget -= len(data)
-            members.append(Member(index, info.filename, len(data), sniff_format(data[:16]) is not None))
+            budget -= size
+            members.append(Member(index, info.filename, size, sniff_format(head) is not None))
         return members
 
 
@@ -167,7 +178,7 @@ def read_member(zf: zipfile.ZipFile, index: int, limits: Limits) -> bytes:
     if not 0 <= index < len(infos):
         raise ArchiveError(f"archive has no member number {index}")
     try:
-        return _read_bounded(zf, infos[index], limits, limits.max_entry_bytes)
+        return _inflate(zf, infos[index], limits, limits.max_entry_bytes, keep=True)[0]
     except ArchiveError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -88,11 +89,17 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
         "flower": [py, "-m", "celery", "-A", "workers.celery_app", "flower", f"--address={settings.web_host}",
                    f"--port={settings.flower_port}", f"--basic-auth={env['FB_FLOWER_USER']}:{env['FB_FLOWER_PASSWORD']}"],
     }
+    # The web's gunicorn processes share HTTP metrics through files here (prometheus_client multiprocess mode);
+    # emptied at each start so the counters of a previous run do not add up.
+    metrics_dir = run_dir(settings) / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}}
     procs = {}
     for name, cmd in commands.items():
         log = (logs / f"{name}.log").open("ab")
-        procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+        procs[name] = subprocess.Popen(cmd, env=envs.get(name, env), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
     return procs
 
 

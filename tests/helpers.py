@@ -38,7 +38,7 @@ class WorkerProcess:
         wait_for(lambda: b" ready." in self.log_path.read_bytes() or self.proc.poll() is not None,
                  timeout_s, "worker start")
         if self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()[-5000:]}")
 
     def pool_pids(self) -> list[int]:
         """The pids of the pool (child) processes doing the work."""
@@ -47,7 +47,7 @@ class WorkerProcess:
         return [c.pid for c in psutil.Process(self.proc.pid).children()]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

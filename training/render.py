@@ -62,8 +62,8 @@ def write_zip(path: Path, images: np.ndarray, labels: np.ndarray, classes: list[
 
 def main(argv: list[str] | None = None) -> int:
     """Build the bundled sample ZIP: `python -m training.render --out pipeline/samples/sample-photos.zip`."""
-    from pipeline.manifest import load_manifest
     from training.data import load_split
+    from training.report import CLASSES
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, default=Path("pipeline/samples/sample-photos.zip"))
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     images, labels = load_split("test", args.data_dir)
     picks = np.concatenate([np.flatnonzero(labels == c)[-args.per_class:] for c in range(10)])
-    classes = list(load_manifest(Path(__file__).resolve().parents[1] / "weights").classes)
-    write_zip(args.out, images[picks], labels[picks], classes, seed=args.seed)
+    write_zip(args.out, images[picks], labels[picks], list(CLASSES), seed=args.seed)
     print(f"wrote {args.out} ({len(picks)} images)")
     return 0
 

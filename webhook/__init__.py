@@ -8,7 +8,7 @@ from pipeline.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (read from the environment when not given)."""
-    from webhook import api, errors, health, pages
+    from webhook import api, benchmarks, classify, errors, health, metrics, pages
     from webhook.extensions import Services
     from webhook.uploads import SpoolingRequest, discard_spooled
 
@@ -20,7 +20,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=settings.limits.max_upload_bytes,
         MAX_FORM_PARTS=settings.limits.max_parts + 20,  # the file parts plus a few form fields
-        MAX_FORM_MEMORY_SIZE=64 * 1024,  # form fields are short; files never sit in memory
+        # Bounds what the multipart parser keeps in memory (form fields, its read buffer); files go to disk.
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
         JSON_SORT_KEYS=False,
     )
     app.extensions["fashion_batch"] = Services(settings)
@@ -29,6 +30,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(classify.bp)
+    app.register_blueprint(benchmarks.bp)
+    metrics.init_app(app)
 
     @app.teardown_request
     def _discard(exc: BaseException | None) -> None:

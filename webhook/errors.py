@@ -29,7 +29,8 @@ def register(app: Flask) -> None:
         limit = app.config.get("MAX_CONTENT_LENGTH")
         msg = f"upload too large: the limit is {limit:,} bytes" if limit else "upload too large"
         if request.content_length and limit and request.content_length <= limit:
-            msg = f"too many parts or form fields: at most {app.config.get('MAX_FORM_PARTS')} per request"
+            msg = (f"too many parts (at most {app.config.get('MAX_FORM_PARTS')}) or a form field over "
+                   f"{app.config.get('MAX_FORM_MEMORY_SIZE'):,} bytes")
         return jsonify(error=msg), 413
 
     @app.errorhandler(HTTPException)

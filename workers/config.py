@@ -16,7 +16,7 @@ def broker_url(settings: Settings) -> str:
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app configured for at-least-once delivery and idempotent, bounded tasks."""
-    app = Celery("fashion_batch", broker=broker_url(settings), include=["workers.tasks"])
+    app = Celery("fashion_batch", broker=broker_url(settings), include=["workers.tasks", "workers.benchmark_task"])
     app.conf.update(
         task_queues=[Queue(name) for name in (*POOLS, "control")],
         task_default_queue="control",
@@ -44,8 +44,8 @@ def create_celery(settings: Settings) -> Celery:
             "reconcile": {"task": "workers.tasks.reconcile", "schedule": settings.reconcile_every_s,
                           "options": {"queue": "control", "expires": settings.reconcile_every_s * 2}},
             **{
-                f"benchmark-{pool}": {"task": "workers.tasks.benchmark_pool", "schedule": settings.benchmark_every_s,
-                                      "args": (pool,),
+                f"benchmark-{pool}": {"task": "workers.benchmark_task.benchmark_pool",
+                                      "schedule": settings.benchmark_every_s, "args": (pool,),
                                       "options": {"queue": pool, "expires": settings.benchmark_every_s}}
                 for pool in POOLS
             },

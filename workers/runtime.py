@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from pipeline.storage import ItemReader
 
 log = logging.getLogger(__name__)
 _settings: Settings | None = None
+_FAULTS: dict[str, str] = {}
 _state: "Runtime | None" = None
 
 
@@ -36,6 +38,12 @@ class Runtime:
     reader: ItemReader
     pid: int
 
+    def read(self, job_id, spec) -> bytes:
+        """An item's bytes (through the test-only fault hook when one is configured)."""
+        if _FAULTS:
+            _inject_fault(spec.name)
+        return self.reader.read(job_id, spec)
+
 
 def worker_pool() -> str:
     """The pool this worker serves, from FB_WORKER_POOL (cpu or gpu)."""
@@ -49,18 +57,29 @@ def install(app: Celery, settings: Settings) -> None:
     """Connect the signal handlers that build per-process state."""
     global _settings
     _settings = settings
+    if settings.env == "test":
+        # Fault injection for the fault-tolerance tests only: items whose name contains the marker kill or
+        # hang the pool process that reads them (no image reliably crashes a decoder on demand).
+        for mode in ("crash", "hang"):
+            if marker := os.environ.get(f"FB_FAULT_{mode.upper()}_ON"):
+                _FAULTS[mode] = marker
     worker_init.connect(_check_weights, weak=False)
     worker_process_init.connect(_on_process_init, weak=False)
     worker_process_shutdown.connect(_on_process_shutdown, weak=False)
 
 
 def _check_weights(**_: object) -> None:
-    # Refuse to start at all (rather than crash every pool process) when a weights file was tampered with.
-    from pipeline.manifest import load_manifest, verified_path
+    # Refuse to start at all, rather than fail every task, when the weights are missing, unreadable or
+    # tampered with. Celery swallows a signal handler's exceptions, but not SystemExit.
+    from pipeline.manifest import WeightsError, load_manifest, verified_path
 
-    manifest = load_manifest(_settings.weights_dir)
-    for name in _settings.backends_for(worker_pool()):
-        verified_path(manifest, name)
+    try:
+        manifest = load_manifest(_settings.weights_dir)
+        for name in _settings.backends_for(worker_pool()):
+            verified_path(manifest, name)
+    except WeightsError as exc:
+        log.critical("refusing to start: %s", exc)
+        raise SystemExit(f"refusing to start: {exc}") from None
 
 
 def _on_process_init(**_: object) -> None:
@@ -99,6 +118,13 @@ def current() -> Runtime:
         pid=os.getpid(),
     )
     return _state
+
+
+def _inject_fault(name: str) -> None:
+    if _FAULTS.get("crash") and _FAULTS["crash"] in name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if _FAULTS.get("hang") and _FAULTS["hang"] in name:
+        time.sleep(3600)
 
 
 def settings() -> Settings:

@@ -27,30 +27,27 @@ def classify_chunk(self, chunk_id: int) -> dict:
     work = jobs.claim_chunk(rt.engine, chunk_id)
     if work is None:
         return {"chunk": chunk_id, "skipped": True}
-    limit = rt.settings.max_chunk_attempts
-    if work.attempts > limit and len(work.seqs) == 1:
+    if work.attempts > rt.settings.max_chunk_attempts:
+        if len(work.seqs) > 1:
+            # Lost on every attempt: retry each item on its own, so one bad image cannot stall the rest.
+            for child in jobs.split_chunk(rt.engine, work):
+                classify_chunk.apply_async((child,), queue=work.pool)
+            return {"chunk": chunk_id, "split": len(work.seqs)}
         # A poison item: it killed or hung its process on every attempt. Fail it alone.
-        outcomes = [Outcome(work.seqs[0], error=POISON_ERROR.format(n=work.attempts - 1))]
-    elif work.attempts > 2 and len(work.seqs) > 1:
-        # Twice lost already: retry each item on its own so that one bad image cannot stall the rest.
-        for child in jobs.split_chunk(rt.engine, work):
-            classify_chunk.apply_async((child,), queue=work.pool)
-        return {"chunk": chunk_id, "split": len(work.seqs)}
+        outcomes = [Outcome(s, error=POISON_ERROR.format(n=work.attempts - 1)) for s in work.seqs]
+    elif (backend := rt.backends.get(work.backend)) is None:
+        outcomes = [Outcome(s, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
+                    for s in work.seqs]
     else:
-        backend = rt.backends.get(work.backend)
-        if backend is None:
-            outcomes = [Outcome(s, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
-                        for s in work.seqs]
-        else:
-            from pipeline.preprocess import prepare
+        from pipeline.preprocess import prepare
 
-            cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
-            outcomes = classify_items(
-                work.seqs, work.items,
-                read=lambda spec: rt.reader.read(work.job_id, spec),
-                prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
-                predict=backend.predict,
-            )
+        cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
+        outcomes = classify_items(
+            work.seqs, work.items,
+            read=lambda spec: rt.read(work.job_id, spec),
+            prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
+            predict=backend.predict,
+        )
     final = jobs.write_results(rt.engine, work, outcomes)
     if final is not None:
         deliver_callback_for_job(work.job_id)

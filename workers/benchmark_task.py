@@ -1,0 +1,40 @@
+"""The periodic backend benchmark: beat sends it to each pool's queue; it times the backends that pool serves.
+
+Thin: the timing lives in pipeline/benchmark.py, the table in pipeline/benchmark_store.py.
+"""
+from __future__ import annotations
+
+import socket
+import uuid
+
+from celery import shared_task
+
+from pipeline.benchmark import benchmark_backends, load_sample
+from pipeline.benchmark_store import record
+from workers import runtime
+from workers.tasks import TRANSIENT
+
+TASK_NAME = "workers.benchmark_task.benchmark_pool"
+
+
+def run_id_for(task_id: str | None) -> uuid.UUID:
+    """The run's id: the task's own id, so a retried or redelivered message rewrites the same run."""
+    try:
+        return uuid.UUID(str(task_id))
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"fashion-batch-benchmark:{task_id}") if task_id else uuid.uuid4()
+
+
+@shared_task(bind=True, name=TASK_NAME, autoretry_for=TRANSIENT, retry_backoff=5, max_retries=3)
+def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> dict:
+    """Time every backend this worker's pool serves on the weights' sample, and store one run."""
+    rt = runtime.current()
+    if pool != rt.pool:
+        # Routed by queue name, so this only happens when a worker listens to another pool's queue.
+        return {"skipped": f"this worker serves the {rt.pool} pool, not {pool}"}
+    x, y = load_sample(rt.manifest)
+    timings = benchmark_backends(rt.backends, x, y, batch_size=rt.settings.chunk_size, repetitions=repetitions,
+                                 warmup=warmup)
+    run_id = run_id_for(self.request.id)
+    record(rt.engine, run_id=run_id, pool=rt.pool, device=rt.device, host=socket.gethostname(), timings=timings)
+    return {"run_id": str(run_id), "pool": rt.pool, "backends": {t.backend: t.images_per_s for t in timings}}
