@@ -227,6 +227,12 @@ def cancel_job(engine: Engine, job_id: uuid.UUID) -> str | None:
     return "cancelled"
 
 
+def callback_id(engine: Engine, job_id: uuid.UUID) -> int | None:
+    """The id of the job's completion callback, if it has one."""
+    with engine.connect() as conn:
+        return conn.execute(select(callbacks.c.id).where(callbacks.c.job_id == job_id)).scalar()
+
+
 def _counts(conn: Connection, job_id: uuid.UUID) -> tuple[int, int]:
     row = conn.execute(
         select(func.count(results.c.label), func.count(results.c.error)).where(results.c.job_id == job_id)

@@ -21,6 +21,19 @@ def job_status(engine: Engine, job_id: uuid.UUID, api_key_id: uuid.UUID | None) 
     return {**job, "done": int(done), "failed": int(failed)}
 
 
+def list_jobs(engine: Engine, api_key_id: uuid.UUID, offset: int, limit: int) -> list[dict]:
+    """A key's jobs, newest first, each with `done` and `failed` counts (index scans per job)."""
+    def count(col):
+        return select(func.count(col)).where(results.c.job_id == jobs.c.id).scalar_subquery()
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(jobs, count(results.c.label).label("done"), count(results.c.error).label("failed"))
+            .where(jobs.c.api_key_id == api_key_id).order_by(jobs.c.created_at.desc()).offset(offset).limit(limit)
+        ).mappings().all()
+    return [dict(r) for r in rows]
+
+
 def _owned(api_key_id: uuid.UUID | None):
     # A key sees only its own jobs; None (operator tools) sees every job.
     return jobs.c.api_key_id == api_key_id if api_key_id is not None else jobs.c.id.is_not(None)

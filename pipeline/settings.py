@@ -64,6 +64,7 @@ class Settings:
     reconcile_every_s: float = 30.0
     benchmark_every_s: float = 3600.0
     rate_limit_per_minute: int = 60  # job submissions per API key
+    keep_uploads: bool = False  # keep spooled uploads after a job ends (they are deleted by default)
     callback_allow_private: bool = False
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = 8
@@ -144,6 +145,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_every_s=float(env.get("FB_RECONCILE_EVERY_S") or 30.0),
         benchmark_every_s=float(env.get("FB_BENCHMARK_EVERY_S") or 3600.0),
         rate_limit_per_minute=_int(env, "FB_RATE_LIMIT_PER_MINUTE", 60),
+        keep_uploads=_bool(env, "FB_KEEP_UPLOADS", False),
         callback_allow_private=_bool(env, "FB_CALLBACK_ALLOW_PRIVATE", False),
         callback_timeout_s=float(env.get("FB_CALLBACK_TIMEOUT_S") or 10.0),
         callback_max_attempts=_int(env, "FB_CALLBACK_MAX_ATTEMPTS", 8),

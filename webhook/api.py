@@ -124,6 +124,23 @@ def create_job():
     return jsonify(body), 202, {"Location": body["status_url"]}
 
 
+@bp.get("/jobs")
+def list_jobs():
+    """This key's jobs, newest first (`offset`, `limit` up to 200)."""
+    offset, limit = _page_args(default_limit=50, max_limit=200)
+    rows = reports.list_jobs(services().engine, g.api_key.id, offset, limit)
+    return jsonify(offset=offset, limit=limit, jobs=[job_json(r) for r in rows])
+
+
+def _page_args(default_limit: int, max_limit: int) -> tuple[int, int]:
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = min(max_limit, max(1, int(request.args.get("limit", default_limit))))
+    except ValueError:
+        raise ApiError(400, "offset and limit must be integers") from None
+    return offset, limit
+
+
 @bp.get("/jobs/<uuid:job_id>")
 def get_job(job_id: uuid.UUID):
     """The job's status and progress."""
@@ -136,7 +153,16 @@ def cancel_job(job_id: uuid.UUID):
     job = _owned_job(job_id)
     if job["status"] in jobs.FINAL:
         raise ApiError(409, f"job {job_id} has already ended ({job['status']})")
-    jobs.cancel_job(services().engine, job_id)
+    svc = services()
+    jobs.cancel_job(svc.engine, job_id)
+    if not svc.settings.keep_uploads:
+        storage.remove_job_files(svc.settings.storage_dir, job_id)
+    if (cb := jobs.callback_id(svc.engine, job_id)) is not None:
+        try:
+            svc.celery.send_task("workers.tasks.deliver_callback", args=(cb,), queue="control",
+                                 retry=True, retry_policy={"max_retries": 1})
+        except (BrokerError, RedisError, OSError):
+            pass  # the reconciler delivers it once the broker is back
     return jsonify(job_json(_owned_job(job_id)))
 
 
@@ -172,11 +198,7 @@ def get_results(job_id: uuid.UUID):
 
         headers = {"Content-Disposition": f'attachment; filename="job-{job_id}.csv"'}
         return Response(stream_with_context(rows()), mimetype="text/csv", headers=headers)
-    try:
-        offset = max(0, int(request.args.get("offset", 0)))
-        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", 1000))))
-    except ValueError:
-        raise ApiError(400, "offset and limit must be integers") from None
+    offset, limit = _page_args(default_limit=1000, max_limit=MAX_PAGE)
     page = reports.result_page(svc.engine, job_id, offset, limit)
     nxt = offset + limit
     return jsonify(

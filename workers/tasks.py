@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline import jobs, reconcile as rec
 from pipeline.classify import classify_items
@@ -15,7 +15,8 @@ from pipeline.jobs import Outcome
 from workers import runtime
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError, DBAPIError, BrokerError, RedisConnectionError, ConnectionError)
+# Lost connections and restarting servers; a programming error is not retried forever.
+TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError)
 _RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=None)
 POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
 
@@ -50,20 +51,20 @@ def classify_chunk(self, chunk_id: int) -> dict:
         )
     final = jobs.write_results(rt.engine, work, outcomes)
     if final is not None:
-        deliver_callback_for_job(work.job_id)
+        job_ended(work.job_id)
     return {"chunk": chunk_id, "items": len(outcomes), "job_final": final}
 
 
-def deliver_callback_for_job(job_id: uuid.UUID) -> None:
-    """Send the job's callback task now, if it has one (the reconciler would otherwise pick it up)."""
-    from sqlalchemy import select
+def job_ended(job_id: uuid.UUID) -> None:
+    """Once a job has its final status: drop its spooled uploads and send its callback now, if it has one."""
+    from pipeline.storage import remove_job_files
 
-    from pipeline.schema import callbacks
-
-    with runtime.current().engine.connect() as conn:
-        cb = conn.execute(select(callbacks.c.id).where(callbacks.c.job_id == job_id)).scalar()
+    s = runtime.settings()
+    if not s.keep_uploads:
+        remove_job_files(s.storage_dir, job_id)  # every item has its result; the bytes are no longer needed
+    cb = jobs.callback_id(runtime.engine(), job_id)
     if cb is not None:
-        deliver_callback.apply_async((cb,), queue="control")
+        deliver_callback.apply_async((cb,), queue="control")  # else the reconciler sends it
 
 
 @shared_task(bind=True, name="workers.tasks.deliver_callback", **_RETRY)

@@ -85,6 +85,14 @@ def test_another_keys_job_and_unknown_ids_answer_404(client, api_key, engine):
     assert client.delete(job["status_url"], headers={"X-API-Key": other}).status_code == 404
 
 
+def test_a_key_lists_only_its_own_jobs_newest_first(client, api_key, engine):
+    mine = [upload(client, api_key, [("a.png", garment_png())]).get_json()["id"] for _ in range(2)]
+    upload(client, create_key(engine, "someone-else")[1], [("b.png", garment_png())])
+    listed = client.get("/v1/jobs", headers={"X-API-Key": api_key}).get_json()["jobs"]
+    assert [j["id"] for j in listed] == mine[::-1]
+    assert all({"status", "total", "done", "failed", "status_url"} <= set(j) for j in listed)
+
+
 def test_cancel_ends_the_job_and_fails_pending_items(client, api_key):
     job = upload(client, api_key, [("a.png", garment_png()), ("b.png", garment_png())]).get_json()
     resp = client.delete(job["status_url"], headers={"X-API-Key": api_key})
