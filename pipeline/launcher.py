@@ -53,10 +53,11 @@ def _write_state(settings: Settings, state: dict) -> None:
 @contextmanager
 def database(settings: Settings) -> Iterator[str]:
     """The database URL: DATABASE_URL, else the embedded server (started and migrated if needed)."""
-    from pipeline.migrate import upgrade
+    from pipeline.migrate import upgrade, wait_for_database
     from pipeline.services import EmbeddedPostgres
 
     if settings.database_url:
+        wait_for_database(settings.database_url)
         upgrade(settings.database_url)
         yield settings.database_url
         return

@@ -83,7 +83,14 @@ def _check_weights(**_: object) -> None:
 
 
 def _on_process_init(**_: object) -> None:
-    current()
+    try:
+        current()
+    except Exception as exc:  # noqa: BLE001 - any failure here means this worker cannot do its job
+        # A pool that cannot load its models (no CUDA on a GPU worker, a broken install) would fail every
+        # task it takes; stop the whole worker instead, saying why, so the deployment notices.
+        log.critical("refusing to run: this %s pool process cannot load its models: %s", worker_pool(), exc)
+        os.kill(os.getppid(), signal.SIGTERM)
+        os._exit(1)
 
 
 def _on_process_shutdown(**_: object) -> None:
