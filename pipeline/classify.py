@@ -1,4 +1,4 @@
-"""Classify a chunk of items: read, decode and preprocess each, then one batched inference."""
+"""Classify a chunk of items: read, decode and preprocess each, then batched inference."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,10 @@ from pipeline.imaging import ImageError
 from pipeline.jobs import ItemSpec, Outcome
 
 log = logging.getLogger(__name__)
+# Images per inference call. Measured on one thread: ONNX, INT8 and eager run as fast at 16-256 images per call
+# (TorchScript is fastest at 16-64), while a worker's activation memory grows with the batch (+190 MB RSS at
+# 256 for the four backends, +67 MB at 64). So chunks stay large for the queue, and inference goes in 64s.
+INFER_BATCH = 64
 
 
 def classify_items(
@@ -19,6 +23,7 @@ def classify_items(
     read: Callable[[ItemSpec], bytes],
     prepare: Callable[[bytes], np.ndarray],
     predict: Callable[[np.ndarray], np.ndarray],
+    infer_batch: int = INFER_BATCH,
 ) -> list[Outcome]:
     """One Outcome per item, in order. A bad item becomes an error outcome; it never fails the others."""
     from pipeline.preprocess import to_batch
@@ -38,7 +43,8 @@ def classify_items(
             log.exception("unexpected error on item %s (%s)", seq, spec.name)
             outcomes[seq] = Outcome(seq, error=f"internal error while preparing the image: {type(exc).__name__}")
     if arrays:
-        probs = predict(to_batch(arrays))
+        batch = to_batch(arrays)
+        probs = np.concatenate([predict(batch[i:i + infer_batch]) for i in range(0, len(batch), infer_batch)])
         labels = probs.argmax(axis=1)
         for i, seq in enumerate(ready):
             p = probs[i]

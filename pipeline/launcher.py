@@ -87,7 +87,7 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
                    "-c", str(concurrency), "--loglevel", "INFO"],
         "beat": [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                  "-s", str(run_dir(settings) / "celerybeat-schedule")],
-        "flower": [py, "-m", "celery", "-A", "workers.celery_app", "flower", f"--address={settings.web_host}",
+        "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}",
                    f"--port={settings.flower_port}", f"--basic-auth={env['FB_FLOWER_USER']}:{env['FB_FLOWER_PASSWORD']}"],
     }
     # The web's gunicorn processes share HTTP metrics through files here (prometheus_client multiprocess mode);

@@ -54,8 +54,10 @@ class Settings:
     default_backend: str = "onnx"
     cpu_backends: tuple[str, ...] = BACKENDS
     gpu_backends: tuple[str, ...] = ("eager", "torchscript", "onnx")
-    chunk_size: int = 256
-    first_chunk_size: int = 32  # a small first chunk brings the first result quickly
+    # Measured with `fashion-batch bench` (2 cores, 10,000 photos): 512 beat 256 and 128 on throughput, and a
+    # first chunk of 16 brings the first result ~50 ms sooner than 32 at no cost (README: Performance).
+    chunk_size: int = 512
+    first_chunk_size: int = 16  # a small first chunk brings the first result quickly
     worker_concurrency: int = 0  # 0: one process per core
     task_time_limit_s: int = 300  # hard limit per chunk; a hung decoder is killed and its chunk retried
     visibility_timeout_s: int = 900  # must exceed task_time_limit_s (checked at start-up)
@@ -135,8 +137,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_backend=env.get("FB_DEFAULT_BACKEND", "onnx"),
         cpu_backends=_list(env, "FB_CPU_BACKENDS", BACKENDS),
         gpu_backends=_list(env, "FB_GPU_BACKENDS", ("eager", "torchscript", "onnx")),
-        chunk_size=_int(env, "FB_CHUNK_SIZE", 256),
-        first_chunk_size=_int(env, "FB_FIRST_CHUNK_SIZE", 32),
+        chunk_size=_int(env, "FB_CHUNK_SIZE", 512),
+        first_chunk_size=_int(env, "FB_FIRST_CHUNK_SIZE", 16),
         worker_concurrency=_int(env, "FB_WORKER_CONCURRENCY", 0),
         task_time_limit_s=_int(env, "FB_TASK_TIME_LIMIT_S", 300),
         visibility_timeout_s=_int(env, "FB_VISIBILITY_TIMEOUT_S", 900),

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from pipeline.backends import BACKENDS
 
 OUT_DIR = Path("bench-out")
+FOREIGN_CPU_WARN_S = 2.0  # CPU seconds other processes may use during a phase before its timings are suspect
 
 
 def photo_zip(n: int, out_dir: Path, seed: int = 0, data_dir: Path | None = None) -> tuple[Path, list[int]]:
@@ -44,40 +46,83 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def _quietly(what: str, measure, watch, foreign: dict, tries: int, wait: bool):
+    """Run `measure()`; while other processes took the cores meanwhile, wait for quiet and measure again."""
+    from workers.bench_quiet import wait_until_quiet
+
+    for attempt in range(1, tries + 1):
+        before = watch.seconds
+        result = measure()
+        time.sleep(watch.interval_s)  # let the watcher see the phase's last second
+        foreign[what] = watch.seconds - before
+        if foreign[what] <= FOREIGN_CPU_WARN_S or attempt == tries or not wait:
+            return result
+        print(f"{what}: other processes used {foreign[what]:.1f} CPU-s meanwhile; measuring again when quiet",
+              flush=True)
+        wait_until_quiet()
+
+
 def run(args: argparse.Namespace) -> dict:
     """Every measurement of one benchmark run, as the JSON document `--json` writes."""
+    from pipeline.classify import INFER_BATCH
     from pipeline.settings import load_settings
     from workers import bench_stack
     from workers.bench_limit import measure_limit
+    from workers.bench_quiet import ForeignCpu, wait_until_quiet
 
     settings = load_settings()
     backend = args.backend or settings.default_backend
     cores = args.processes or os.cpu_count() or 1
     zip_path, labels = photo_zip(args.images, args.out_dir, args.seed, args.data_dir)
+    if args.wait_quiet and not wait_until_quiet():
+        print("warning: the machine did not become quiet; timings will be low", flush=True)
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "images": args.images,
-                    "cores": cores, "backend": backend, "chunk_size": args.chunk_size or settings.chunk_size,
+                    "cores": cores, "worker_processes": args.concurrency or cores, "backend": backend,
+                    "chunk_size": args.chunk_size or settings.chunk_size,
                     "first_chunk_size": args.first_chunk_size or settings.first_chunk_size,
-                    "load_avg_before": os.getloadavg(), "backends": {}}
-    for name in dict.fromkeys([*(args.limit_backends or []), backend]):
-        print(f"limit: {name} on {cores} processes ...", flush=True)
-        r = measure_limit(zip_path, name, settings.weights_dir, processes=cores, batch_size=report["chunk_size"],
-                          max_pixels=settings.limits.max_pixels)
-        report["backends"][name] = {"limit_img_s": r.img_s, "infer_img_s": r.infer_img_s,
-                                    "prepare_ms_per_image": r.prepare_ms_per_image,
-                                    "infer_ms_per_image": r.infer_ms_per_image}
-    report["limit_img_s"] = report["backends"][backend]["limit_img_s"]
-    overrides = {"FB_CHUNK_SIZE": str(report["chunk_size"]), "FB_FIRST_CHUNK_SIZE": str(report["first_chunk_size"]),
-                 "FB_WORKER_CONCURRENCY": str(cores)}
-    with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp, \
-            bench_stack.private_stack(Path(tmp), overrides) as stack:
-        print(f"pipeline: private stack at {stack.state['web_url']} ...", flush=True)
-        bench_stack.wait_until_loaded(stack)
-        job = bench_stack.run_job(stack, zip_path, backend, labels)
-        report["worker_rss"] = bench_stack.worker_memory(stack)
-        if args.baseline_images:
-            print(f"baseline: {min(args.baseline_images, args.images)} single-image requests ...", flush=True)
-            report["baseline"] = bench_stack.run_baseline(stack, zip_path, args.baseline_images, labels)
+                    "load_avg_before": os.getloadavg(), "backends": {}, "foreign_cpu_s": {}}
+    foreign, tries = report["foreign_cpu_s"], args.tries
+    with ForeignCpu() as watch:
+        for name in dict.fromkeys([*(args.limit_backends or []), backend]):
+            print(f"limit: {name} on {cores} processes ...", flush=True)
+            r = _quietly(f"limit {name}", lambda name=name: measure_limit(
+                zip_path, name, settings.weights_dir, processes=cores, batch_size=INFER_BATCH,
+                max_pixels=settings.limits.max_pixels), watch, foreign, tries, args.wait_quiet)
+            report["backends"][name] = {"limit_img_s": r.img_s, "infer_img_s": r.infer_img_s,
+                                        "prepare_ms_per_image": r.prepare_ms_per_image,
+                                        "infer_ms_per_image": r.infer_ms_per_image}
+        overrides = {"FB_CHUNK_SIZE": str(report["chunk_size"]), "FB_FIRST_CHUNK_SIZE": str(report["first_chunk_size"]),
+                     "FB_WORKER_CONCURRENCY": str(report["worker_processes"])}
+        with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
+            watch.data_dir = Path(tmp)  # the private stack's processes are part of the benchmark, not foreign
+            with bench_stack.private_stack(Path(tmp), overrides) as stack:
+                print(f"pipeline: private stack at {stack.state['web_url']} ...", flush=True)
+                bench_stack.wait_until_loaded(stack)
+
+                def pipeline_once() -> dict:
+                    ours = dict(watch.ours)
+                    job = bench_stack.run_job(stack, zip_path, backend, labels)
+                    time.sleep(watch.interval_s)
+                    job["cpu_s_by_role"] = {k: v - ours.get(k, 0.0) for k, v in watch.ours.items()
+                                            if v - ours.get(k, 0.0) > 0.05}
+                    return job
+
+                job = _quietly("pipeline", pipeline_once, watch, foreign, tries, args.wait_quiet)
+                report["pipeline_cpu_s_by_role"] = job.pop("cpu_s_by_role")
+                report["worker_rss"] = bench_stack.worker_memory(stack)
+                if args.baseline_images:
+                    print(f"baseline: {min(args.baseline_images, args.images)} single-image requests ...", flush=True)
+                    report["baseline"] = _quietly(
+                        "baseline", lambda: bench_stack.run_baseline(stack, zip_path, args.baseline_images, labels),
+                        watch, foreign, tries, args.wait_quiet)
+        report["foreign_busiest"] = dict(sorted(watch.busiest.items(), key=lambda kv: -kv[1])[:5])
+    return _headline(report, job)
+
+
+def _headline(report: dict, job: dict) -> dict:
+    """Add the headline figures (the keys `--json` promises) to the report."""
     lat = job.pop("chunk_latencies_s")
+    report["limit_img_s"] = report["backends"][report["backend"]]["limit_img_s"]
     report["pipeline"] = {**job, "chunks": len(lat), "chunk_p50_s": _pct(lat, 50), "chunk_p99_s": _pct(lat, 99)}
     report.update(
         pipeline_img_s=job["img_s"], ratio_pipeline_to_limit=job["img_s"] / report["limit_img_s"],
@@ -97,9 +142,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def summary(r: dict) -> str:
     """The human-readable report."""
-    lines = [f"{r['images']} images, {r['cores']} cores, pipeline backend {r['backend']}, chunks "
+    lines = [f"{r['images']} images, {r['cores']} cores, {r['worker_processes']} worker processes, "
+             f"pipeline backend {r['backend']}, chunks "
              f"{r['first_chunk_size']} then {r['chunk_size']}; load average before {r['load_avg_before'][0]:.2f}",
-             "", f"{'backend':<12} {'limit img/s':>12} {'infer-only img/s':>17} {'prep ms/img':>12} {'infer ms/img':>13}"]
+             "", f"{'backend':<12} {'limit img/s':>12} {'infer-only img/s':>17} {'prep ms/img':>12} "
+             f"{'infer ms/img':>13}"]
     for name, b in r["backends"].items():
         lines.append(f"{name:<12} {b['limit_img_s']:>12.1f} {b['infer_img_s']:>17.1f} "
                      f"{b['prepare_ms_per_image']:>12.2f} {b['infer_ms_per_image']:>13.3f}")
@@ -116,10 +163,21 @@ def summary(r: dict) -> str:
               f"chunk latency p50 {r['chunk_p50_s']:.2f} s, p99 {r['chunk_p99_s']:.2f} s ({p['chunks']} chunks)",
               "worker pool processes (all CPU backends loaded): " + ", ".join(
                   f"RSS {w['rss_mb']:.0f} MB / USS {w['uss_mb']:.0f} MB" for w in r["worker_rss"])]
+    if r.get("pipeline_cpu_s_by_role"):
+        lines.append("CPU seconds during the pipeline run: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in sorted(r["pipeline_cpu_s_by_role"].items(), key=lambda kv: -kv[1])))
+        lines.append(f"first chunk started {p['first_chunk_start_s']:.2f} s after the upload began; worker processes "
+                     f"busy in chunks {100 * p['workers_busy_share']:.1f}% of the time from then to the last result")
     if "int8_vs_onnx" in r:
         lines.append(f"int8 / onnx fp32: {r['int8_vs_onnx']['end_to_end']:.2f}x end to end, "
                      f"{r['int8_vs_onnx']['inference_only']:.2f}x inference only")
-    lines.append(f"load average after {r['load_avg_after'][0]:.2f}")
+    busy = {k: v for k, v in r["foreign_cpu_s"].items() if v > FOREIGN_CPU_WARN_S}
+    if busy:
+        used = ", ".join(f"{v:.1f} CPU-s in the {k} run" for k, v in busy.items())
+        lines.append(f"WARNING: other processes used {used} ({', '.join(r['foreign_busiest'])}); "
+                     "these timings do not hold: rerun on a quiet machine")
+    foreign = ", ".join(f"{k} {v:.1f}" for k, v in r["foreign_cpu_s"].items())
+    lines.append(f"load average after {r['load_avg_after'][0]:.2f}; CPU seconds used by other processes: {foreign}")
     return "\n".join(lines)
 
 
@@ -156,9 +214,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="backends whose limit to measure (default: all)")
     p.add_argument("--baseline-images", type=int, default=1000, help="images for the per-image baseline (0: skip)")
     p.add_argument("--processes", type=int, help="processes for the limit and the worker (default: one per core)")
+    p.add_argument("--concurrency", type=int, help="worker pool processes (default: --processes)")
     p.add_argument("--chunk-size", type=int, help="override FB_CHUNK_SIZE for this run")
     p.add_argument("--first-chunk-size", type=int, help="override FB_FIRST_CHUNK_SIZE for this run")
     p.add_argument("--seed", type=int, default=0, help="rendering seed")
+    p.add_argument("--tries", type=int, default=3, help="measurements of a phase disturbed by other processes")
+    p.add_argument("--no-wait-quiet", dest="wait_quiet", action="store_false",
+                   help="start at once, even while other processes keep the cores busy")
     p.add_argument("--data-dir", type=Path, help="Fashion-MNIST folder (default: see training/data.py)")
     p.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the rendered ZIP is cached")
     p.add_argument("--history", action="store_true", help="print the periodic backend benchmarks and exit")

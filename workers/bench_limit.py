@@ -84,7 +84,7 @@ def measure_limit(zip_path: Path, backend: str, weights_dir: Path, *, processes:
             except queue.Empty:
                 dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
                 if dead or time.monotonic() > deadline:
-                    raise RuntimeError(f"the limit run for {backend} failed (exit codes {dead}) or timed out")
+                    raise RuntimeError(f"the limit run for {backend} failed (exit codes {dead}) or timed out") from None
     finally:
         for p in procs:
             p.join(10)

@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import Engine, func, select
 
 from pipeline import launcher, reports
-from pipeline.schema import jobs, results
+from pipeline.schema import chunks, jobs, results
 from pipeline.settings import Settings, load_settings
 
 
@@ -104,6 +104,10 @@ def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeo
             select(func.min(results.c.created_at), func.max(results.c.created_at), func.count(),
                    func.count(results.c.error)).where(results.c.job_id == job_id)).one()
         got = dict(conn.execute(select(results.c.seq, results.c.label).where(results.c.job_id == job_id)).all())
+        c_first, c_last, c_busy = conn.execute(
+            select(func.min(chunks.c.started_at), func.max(chunks.c.finished_at),
+                   func.sum(func.extract("epoch", chunks.c.finished_at - chunks.c.started_at)))
+            .where(chunks.c.job_id == job_id, chunks.c.status == "done")).one()
     correct = sum(1 for seq, label in enumerate(labels) if got.get(seq) == label)
     return {
         "job_id": str(job_id), "status": status, "images": n, "failed": failed,
@@ -111,6 +115,11 @@ def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeo
         "first_result_s": first.timestamp() - body.sent_at, "total_s": last.timestamp() - started,
         "img_s": n / (last.timestamp() - started), "accuracy": correct / len(labels),
         "chunk_latencies_s": sorted(reports.chunk_latencies(stack.engine, job_id)),
+        # Where the time went: before the first chunk started (upload, scan, enqueue), and the share of the
+        # worker processes' time spent inside chunks between the first start and the last finish.
+        "first_chunk_start_s": c_first.timestamp() - started,
+        "workers_busy_share": float(c_busy) / ((stack.settings.worker_concurrency or os.cpu_count() or 1)
+                                               * (c_last - c_first).total_seconds()),
     }
 
 

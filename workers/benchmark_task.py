@@ -11,6 +11,7 @@ from celery import shared_task
 
 from pipeline.benchmark import benchmark_backends, load_sample
 from pipeline.benchmark_store import record
+from pipeline.classify import INFER_BATCH
 from workers import runtime
 from workers.tasks import TRANSIENT
 
@@ -33,8 +34,8 @@ def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> d
         # Routed by queue name, so this only happens when a worker listens to another pool's queue.
         return {"skipped": f"this worker serves the {rt.pool} pool, not {pool}"}
     x, y = load_sample(rt.manifest)
-    timings = benchmark_backends(rt.backends, x, y, batch_size=rt.settings.chunk_size, repetitions=repetitions,
-                                 warmup=warmup)
+    # Batches of the size chunks are inferred in, so the figures are those of production calls.
+    timings = benchmark_backends(rt.backends, x, y, batch_size=INFER_BATCH, repetitions=repetitions, warmup=warmup)
     run_id = run_id_for(self.request.id)
     record(rt.engine, run_id=run_id, pool=rt.pool, device=rt.device, host=socket.gethostname(), timings=timings)
     return {"run_id": str(run_id), "pool": rt.pool, "backends": {t.backend: t.images_per_s for t in timings}}

@@ -1,6 +1,7 @@
 """`fashion-batch up --detach`, `submit --wait`, `down`: the local stack as a user runs it."""
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -30,6 +31,11 @@ def test_up_submit_wait_down(tmp_path, env):
         assert requests.get(f"{web}/healthz", timeout=5).json()["status"] == "ok"
         flower = f"http://127.0.0.1:{stack_env['FB_FLOWER_PORT']}"
         assert requests.get(flower, timeout=5).status_code == 401  # Flower needs its login
+        assert requests.get(f"{flower}/metrics", timeout=5).status_code == 401  # its metrics too
+        state = json.loads((tmp_path / "data" / "run" / "stack.json").read_text())
+        login = (state["flower_user"], state["flower_password"])
+        metrics = requests.get(f"{flower}/metrics", auth=login, timeout=5)
+        assert metrics.status_code == 200 and "flower_" in metrics.text
         # When the bundled sample ZIP is submitted and waited for
         from pipeline.cli import SAMPLE_ZIP
 

@@ -1,0 +1,62 @@
+"""training.evaluate and its photo-set reader: both layouts, folders and ZIPs, the full report."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from PIL import Image, ImageDraw
+
+from training.evaluate import main
+from training.photoset import class_index, load_photos
+from training.report import CLASSES
+
+
+def jpeg(fill: str = "black") -> bytes:
+    img = Image.new("RGB", (60, 80), "white")
+    ImageDraw.Draw(img).rectangle((20, 10, 40, 70), fill=fill)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def csv_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        (tmp_path / "images" / f"{i}.jpg").write_bytes(jpeg())
+    (tmp_path / "labels.csv").write_text("name,label,source\n0.jpg,1,a\n1.jpg,Trouser,a\n2.jpg,3,b\n")
+    return tmp_path
+
+
+def test_csv_layout_reads_labels_by_index_or_name_and_sources(csv_folder):
+    photos = load_photos(csv_folder, CLASSES)
+    assert [p.label for p in photos] == [1, 1, 3] and [p.source for p in photos] == ["a", "a", "b"]
+
+
+def test_class_folders_inside_a_zip(tmp_path):
+    # Given a ZIP with one folder per class (names spelled loosely)
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("set/T-shirt_top/a.jpg", jpeg())
+        z.writestr("set/ankle boot/b.jpg", jpeg())
+        z.writestr("__MACOSX/set/._a.jpg", b"junk")
+    # Then both are read with the right label and nothing else
+    assert sorted(p.label for p in load_photos(path, CLASSES)) == [0, 9]
+
+
+def test_unknown_label_is_an_error():
+    with pytest.raises(ValueError, match="not a class"):
+        class_index("Hat", CLASSES)
+
+
+def test_evaluate_reports_every_backend_on_both_sets(dry_run_weights, fashion_dir, csv_folder, tmp_path, capsys):
+    # Given exported weights, a Fashion-MNIST dir and a labelled photo folder
+    # When evaluate runs with every comparison switched on
+    assert main(["--weights", str(dry_run_weights), "--data-dir", str(fashion_dir), "--limit", "50",
+                 "--via-prepare", "--photos", str(csv_folder), "--naive", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    # Then every backend is reported on every set, per class and per source, and confusion PNGs are written
+    assert out.count("| eager | torchscript | onnx | int8 |") == 4
+    assert "source a (2)" in out and "through prepare" in out and "naive" in out
+    assert (tmp_path / "o" / "confusion_photos_int8.png").is_file()
