@@ -3,25 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.helpers import synthetic_fashion
+
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
-
-
-def synthetic_fashion(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Tiny Fashion-MNIST stand-in: one bright rectangle per image whose shape depends on the class."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for c in range(10):
-        for _ in range(n_per_class):
-            img = np.zeros((28, 28), np.uint8)
-            h, w = 6 + 2 * c, 26 - 2 * c
-            y, x = rng.integers(0, 28 - h + 1), rng.integers(0, 28 - w + 1)
-            img[y:y + h, x:x + w] = rng.integers(120, 256)
-            images.append(img)
-            labels.append(c)
-    return np.stack(images), np.array(labels, np.int64)
 
 
 @pytest.fixture(scope="session")
