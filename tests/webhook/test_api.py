@@ -133,4 +133,4 @@ def test_broker_down_answers_503_and_records_nothing(settings, engine, api_key):
     assert resp.headers["Retry-After"]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(jobs)).scalar() == before
-    assert job_dirs() == dirs_before
+    assert not job_dirs() - dirs_before  # (earlier tests' jobs may be cleaned up meanwhile)
