@@ -35,5 +35,5 @@ def dry_run_weights(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
     out = tmp_path_factory.mktemp("dry")
     assert main(["--dry-run", "--quiet", "--data-dir", str(fashion_dir), "--val-size", "40",
-                 "--out", str(out)]) == 0
+                 "--channels", "8", "16", "32", "--out", str(out)]) == 0
     return out
