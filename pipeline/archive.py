@@ -1,8 +1,9 @@
 """Reading ZIP archives safely: nothing is extracted to disk and no size in a header is trusted.
 
 `scan_archive` checks a whole archive before a job is accepted (entry count, overlapping entries, nested
-archives, and the bytes each member *actually* decompresses to, counted while reading); `read_member`
-reads one member again in a worker, under the same bounds.
+archives, and the bytes each compressed member *actually* decompresses to, counted while reading; a stored
+member is charged the span it occupies, the most it can yield); `read_member` reads one member again in a
+worker, under the same bounds, counting what it reads.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from pipeline.imaging import sniff_format
@@ -50,8 +50,8 @@ def is_zip(head: bytes) -> bool:
 
 def _ignored(name: str) -> bool:
     # Folders and the metadata macOS adds to archives are not photos anyone sent.
-    p = PurePosixPath(name)
-    return name.endswith("/") or "__MACOSX" in p.parts or p.name.startswith("._") or p.name == ".DS_Store"
+    parts = name.split("/")
+    return name.endswith("/") or "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
 
 
 def _declared_entries(f: BinaryIO) -> tuple[int, int]:
@@ -78,8 +78,12 @@ def _declared_entries(f: BinaryIO) -> tuple[int, int]:
     return entries, cd_size
 
 
-def _check_overlaps(f: BinaryIO, infos: list[zipfile.ZipInfo]) -> None:
-    """Refuse entries whose data overlap (the non-recursive zip bomb reuses one compressed stream)."""
+def _data_offsets(f: BinaryIO, infos: list[zipfile.ZipInfo]) -> dict[int, int]:
+    """Where each member's data starts, by `header_offset`; refuse entries whose data overlap.
+
+    Overlapping entries are the non-recursive zip bomb's trick (many entries sharing one compressed stream).
+    """
+    offsets: dict[int, int] = {}
     end_prev = 0
     for info in sorted(infos, key=lambda i: i.header_offset):
         if info.header_offset < end_prev:
@@ -89,13 +93,37 @@ def _check_overlaps(f: BinaryIO, infos: list[zipfile.ZipInfo]) -> None:
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise ArchiveError(f"archive refused: bad local header for {info.filename!r}")
         name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
-        end_prev = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+        offsets[info.header_offset] = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        end_prev = offsets[info.header_offset] + info.compress_size
+    return offsets
 
 
 def _consumed(stream: zipfile.ZipExtFile, info: zipfile.ZipInfo) -> int:
     """Compressed bytes read so far (CPython's reader keeps the remainder), so a bomb shows early."""
     left = getattr(stream, "_compress_left", None)
     return info.compress_size - left if isinstance(left, int) else info.compress_size
+
+
+def _charge(info: zipfile.ZipInfo, n: int, limits: Limits, cap: int) -> None:
+    """Raise LimitExceeded once `n` bytes of `info` pass the per-entry or the upload's total limit."""
+    if n > limits.max_entry_bytes:
+        raise LimitExceeded(
+            f"archive refused: {info.filename!r} expands beyond the {limits.max_entry_bytes:,}-byte limit per file"
+        )
+    if n > cap:
+        raise LimitExceeded(f"archive refused: it expands beyond the {limits.max_total_bytes:,}-byte limit per upload")
+
+
+def _peek_stored(f: BinaryIO, info: zipfile.ZipInfo, start: int, limits: Limits, budget: int) -> tuple[bytes, int]:
+    """The first bytes of an uncompressed member (its data starts at `start`), and the most it can yield.
+
+    A stored member cannot yield more than the `compress_size` bytes it occupies in the file (zipfile stops
+    there, and `_data_offsets` has made the members' spans disjoint), so it is charged that much without
+    reading it; a corrupt one fails its own item when a worker reads it through zipfile.
+    """
+    _charge(info, info.compress_size, limits, min(limits.max_entry_bytes, budget))
+    f.seek(start)
+    return f.read(min(16, info.compress_size)), info.compress_size
 
 
 def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget: int, keep: bool) -> tuple[bytes, int]:
@@ -114,15 +142,7 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget:
             n += len(block)
             if keep or len(out) < 16:
                 out += block if keep else block[: 16 - len(out)]
-            if n > limits.max_entry_bytes:
-                raise LimitExceeded(
-                    f"archive refused: {info.filename!r} expands beyond the {limits.max_entry_bytes:,}-byte "
-                    "limit per file"
-                )
-            if n > cap:
-                raise LimitExceeded(
-                    f"archive refused: it expands beyond the {limits.max_total_bytes:,}-byte limit per upload"
-                )
+            _charge(info, n, limits, cap)
             if n > _RATIO_GRACE and n > limits.max_ratio * max(_consumed(stream, info), 1):
                 raise LimitExceeded(
                     f"archive refused: {info.filename!r} has a compression ratio above {limits.max_ratio}:1"
@@ -149,7 +169,7 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
         infos = zf.infolist()
         if len(infos) > limits.max_zip_entries:
             raise LimitExceeded(f"archive refused: it has more than {limits.max_zip_entries:,} entries")
-        _check_overlaps(f, infos)
+        starts = _data_offsets(f, infos)
         members: list[Member] = []
         for index, info in enumerate(infos):
             if info.is_dir() or _ignored(info.filename):
@@ -159,7 +179,10 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
             if info.flag_bits & 0x1:
                 raise ArchiveError(f"archive refused: {info.filename!r} is encrypted")
             try:
-                head, size = _inflate(zf, info, limits, budget, keep=False)
+                if info.compress_type == zipfile.ZIP_STORED:
+                    head, size = _peek_stored(f, info, starts[info.header_offset], limits, budget)
+                else:
+                    head, size = _inflate(zf, info, limits, budget, keep=False)
             except ArchiveError:
                 raise
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError):

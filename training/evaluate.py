@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _label_shares(pred: np.ndarray, classes: list[str]) -> str:
+    """'Bag 61%, Shirt 12%, ...': which labels a set of predictions gives, most frequent first."""
+    counts = np.bincount(pred[pred >= 0], minlength=len(classes))
+    order = np.argsort(-counts, kind="stable")
+    return ", ".join(f"{classes[i]} {counts[i] / max(len(pred), 1):.0%}" for i in order if counts[i])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Load each backend once, then score every requested dataset with all of them."""
     args = parse_args(argv)
@@ -125,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             batch, ok, ms = prepare_all([p.data for p in photos], lambda b: naive_input(b, cfg))
             preds = {n: np.where(ok, predict_all(b, batch), -1) for n, b in backends.items()}
             summarize(f"{args.photos.name}: naive grey + resize baseline", y, preds, classes, groups)
+            first = next(iter(preds))
+            print(f"naive baseline, labels it gives ({first}): " + _label_shares(preds[first], classes))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Train the Fashion-MNIST classifier and export every backend; reads like pytorch/examples mnist/main.py.
 
-    python -m training.train --epochs 30 --out weights      # the shipped model (see weights/manifest.json)
-    python -m training.train --dry-run                      # one batch, then a quick export to a temp dir
+    python -m training.train --epochs 30 --finetune-epochs 6 --out weights   # the shipped model (manifest.json)
+    python -m training.train --dry-run                                       # one batch, then a quick export
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--finetune-epochs", type=int, default=0,
+    p.add_argument("--finetune-epochs", type=int, default=6,
                    help="then this many epochs with lighter augmentation and a small cosine-decayed LR")
     p.add_argument("--finetune-lr", type=float, default=0.01)
     p.add_argument("--finetune-p-any", type=float, default=0.3, help="share of augmented samples when fine-tuning")

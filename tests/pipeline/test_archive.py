@@ -77,6 +77,36 @@ def test_declared_size_lie_cannot_make_the_reader_produce_more_than_the_limit():
     assert members[0].size == 0 and not members[0].is_image
 
 
+def test_stored_members_are_charged_their_stored_length_under_the_same_limits():
+    # Given uncompressed (stored) members, as zipfile and many tools write JPEGs
+    png = garment_png()
+    members = scan_archive(zip_bytes({"a.png": png, "b.txt": b"hello"}, zipfile.ZIP_STORED), LIMITS)
+    # Then they are listed and sniffed like compressed ones, with their real length
+    assert [(m.name, m.size, m.is_image) for m in members] == [("a.png", len(png), True), ("b.txt", 5, False)]
+    # And the per-file and per-upload limits apply to them too
+    blob = b"\x89PNG" + bytes(1_999_000)  # just under the 2,000,000-byte limit per file
+    with pytest.raises(LimitExceeded, match="per file"):
+        scan_archive(zip_bytes({"big.png": blob + bytes(2000)}, zipfile.ZIP_STORED), LIMITS)
+    with pytest.raises(LimitExceeded, match="per upload"):
+        scan_archive(zip_bytes({f"{i}.png": blob for i in range(3)}, zipfile.ZIP_STORED), LIMITS)
+
+
+def test_stored_member_with_a_corrupt_body_is_listed_then_fails_when_read():
+    # Given a stored 100 kB PNG whose tail was damaged after zipping (its CRC no longer matches)
+    png = garment_png() + bytes(100_000)  # decoders ignore what follows the image
+    data = bytearray(zip_bytes({"a.png": png, "b.png": png}, zipfile.ZIP_STORED).getvalue())
+    data[data.find(png) + len(png) - 10] ^= 0xFF
+    buf = io.BytesIO(bytes(data))
+    # When the archive is scanned, Then both are listed (the scan reads only a stored member's first bytes)
+    members = scan_archive(buf, LIMITS)
+    assert [m.is_image for m in members] == [True, True]
+    # And reading the damaged one fails on its own with a clear error, the other reads back intact
+    with zipfile.ZipFile(buf) as zf:
+        with pytest.raises(ArchiveError, match="corrupt archive member"):
+            read_member(zf, members[0].index, LIMITS)
+        assert read_member(zf, members[1].index, LIMITS) == png
+
+
 def test_too_many_entries_is_refused_before_parsing_them():
     buf = zip_bytes({f"{i}.png": b"" for i in range(150)})
     with pytest.raises(LimitExceeded, match="more than 100 entries"):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import io
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.evaluate import main
+from training.evaluate import _label_shares, main
 from training.photoset import class_index, load_photos
 from training.report import CLASSES
 
@@ -59,4 +60,12 @@ def test_evaluate_reports_every_backend_on_both_sets(dry_run_weights, fashion_di
     # Then every backend is reported on every set, per class and per source, and confusion PNGs are written
     assert out.count("| eager | torchscript | onnx | int8 |") == 4
     assert "source a (2)" in out and "through prepare" in out and "naive" in out
+    assert "naive baseline, labels it gives (eager): " in out
     assert (tmp_path / "o" / "confusion_photos_int8.png").is_file()
+
+
+def test_label_shares_lists_the_labels_given_most_frequent_first():
+    # Given predictions that say Bag three times, Trouser once and fail one image (-1)
+    pred = np.array([8, 1, 8, -1, 8])
+    # Then the shares are of all images, most frequent first, labels never given left out
+    assert _label_shares(pred, CLASSES) == "Bag 60%, Trouser 20%"
