@@ -1,7 +1,10 @@
 """Train the Fashion-MNIST classifier and export every backend; reads like pytorch/examples mnist/main.py.
 
-    python -m training.train --epochs 30 --finetune-epochs 6 --out weights   # the shipped model (manifest.json)
+    python -m training.train --epochs 30 --finetune-epochs 6 --out weights   # train and fine-tune, then export
+    python -m training.train --resume weights/model.pt --finetune-epochs 8   # another fine-tuning phase
     python -m training.train --dry-run                                       # one batch, then a quick export
+
+`make train` runs the three phases that made the shipped weights (weights/manifest.json, `training.phases`).
 """
 from __future__ import annotations
 
@@ -92,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--channels", type=int, nargs=3, default=DEFAULT_ARGS["channels"], metavar="C",
                    help="widths of the three convolution stages")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                   help="average each image's logits with its mirror image's at inference (validation included)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ck = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume is not None else None
     if ck is not None and "arch" in ck:
         arch = ck["arch"]  # a checkpoint knows its own architecture
+    arch = {**arch, "args": {**arch["args"], "mirror": args.mirror}}  # inference only: any weights take either
     model = build_model(arch["name"], arch["args"]).to(memory_format=torch.channels_last)
     if ck is not None:
         model.load_state_dict(ck.get("state_dict", ck))

@@ -16,6 +16,7 @@ def test_dry_run_trains_one_batch_and_exports_every_backend(dry_run_weights):
         assert (dry_run_weights / manifest["files"][name]["path"]).is_file()
     assert manifest["training"]["command"].startswith("python -m training.train")
     assert manifest["arch"]["args"]["channels"] == [8, 16, 32]  # --channels reached the model and the manifest
+    assert manifest["arch"]["args"]["mirror"] is True  # inference averages each image with its mirror by default
     assert set(manifest["accuracy"]["fashion_mnist_test_first500"]) == {"eager", "torchscript", "onnx", "int8"}
     for report in ("training_curves.png", "confusion_matrix.png", "per_class_accuracy.md"):
         assert (dry_run_weights / report).stat().st_size > 0
