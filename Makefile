@@ -2,31 +2,38 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# One install per role (pyproject.toml extras): `local` runs the whole stack on embedded servers, `test` adds
+# training and the test tools. Each stamp is redone when pyproject.toml changes.
+LOCAL  := $(VENV)/.installed-local
+STAMP  := $(VENV)/.installed-test
 
-.PHONY: install demo up down test test-fast bench train evaluate clean
+.PHONY: install demo up down test test-fast lint-imports bench train evaluate clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
+	touch $@
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(LOCAL)
 	$(BIN)/fashion-batch demo
 
-up: $(STAMP)
+up: $(LOCAL)
 	$(BIN)/fashion-batch up
 
-down: $(STAMP)
+down: $(LOCAL)
 	$(BIN)/fashion-batch down
 
+# The suite includes the import-linter contracts (tests/test_architecture.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/fashion-batch bench --images 10000 --json bench-out/bench.json

@@ -1,1 +1,3 @@
-"""The core: settings, archive reading, preprocessing, model backends, database models and storage."""
+"""The core, one sub-package per concern: images, inference, blobs, store; plus settings, items, callbacks and
+the Celery application factory (broker). `pipeline.tools` is the edge (CLI, launcher, benchmark) that nothing
+imports. README: Architecture."""

@@ -1,27 +1,75 @@
-"""One typed settings object, read from the environment by a function (never at import)."""
+"""One typed settings object (pydantic-settings), read from the environment by `load_settings` only.
+
+`load_settings()` is the one place that reads environment variables; everything else is handed a
+`Settings`. A malformed value is a `SettingsError` at start that names the variable.
+"""
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from pipeline.backends import BACKENDS
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
-POOLS = ("cpu", "gpu")
+BACKENDS: tuple[str, ...] = ("eager", "torchscript", "onnx", "int8")
+POOLS: tuple[str, ...] = ("cpu", "gpu")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "admin", "password"}
+# The mapping `load_settings` reads; unset, a Settings() built directly takes defaults and arguments only.
+_ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("fb_environ", default=None)
+
+Names = Annotated[tuple[str, ...], NoDecode]  # "eager,onnx" in the environment, not JSON
 
 
 class SettingsError(ValueError):
     """A setting is missing, malformed or unsafe for the environment it runs in."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one upload may cost; every hostile-input check reads them from here."""
+class _EnvironSource(EnvSettingsSource):
+    """Environment variables from the mapping `load_settings` was given (os.environ by default)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENVIRON.get()
+        return {} if env is None else parse_env_vars(env, self.case_sensitive, self.env_ignore_empty,
+                                                      self.env_parse_none_str)
+
+
+class _FromEnviron(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FB_", env_ignore_empty=True, frozen=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # noqa: D102 - pydantic-settings hook
+        return (init_settings, _EnvironSource(settings_cls))
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_with_underscores(cls, value: Any, info: ValidationInfo) -> Any:
+        # "2_000_000" reads as it would in Python, for whole-number settings only.
+        if (isinstance(value, str) and cls.model_fields[info.field_name].annotation in (int, "int")
+                and value.replace("_", "").isdigit()):
+            return value.replace("_", "")
+        return value
+
+
+class Limits(_FromEnviron):
+    """Bounds on what one upload may cost; every hostile-input check reads them from here (FB_MAX_...)."""
 
     max_upload_bytes: int = 2 * 1024**3  # whole request body
     max_parts: int = 1000  # multipart parts (files) per request
@@ -33,27 +81,31 @@ class Limits:
     max_items: int = 200_000  # images per job
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the web service, the workers and the launcher need to know."""
+class Settings(_FromEnviron):
+    """Everything the web service, the workers, the CLI and the launcher need to know (README: Settings)."""
 
-    env: str = "development"
-    database_url: str | None = None  # None: the launcher starts an embedded PostgreSQL
-    redis_url: str | None = None  # None: the launcher starts an embedded Redis
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))  # None: embedded
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))  # None: embedded
     data_dir: Path = PROJECT_ROOT / ".data"
-    storage_dir: Path = PROJECT_ROOT / ".data" / "storage"
+    storage_dir: Path | None = None  # None: data_dir / "storage"
     weights_dir: Path = PROJECT_ROOT / "weights"
+    fashion_mnist_dir: Path | None = None  # training and evaluation data; None: ../shared/datasets/fashion-mnist
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     public_url: str | None = None  # base URL clients see; defaults to http://web_host:web_port
+    url: str | None = None  # FB_URL: the service the CLI talks to (default: the local stack)
+    api_key: str | None = None  # FB_API_KEY: the CLI's key (default: the local stack's development key)
     flower_port: int = 5555
     flower_user: str = "admin"
     flower_password: str | None = None  # None in development: generated by the launcher
     secret_key: str | None = None  # signs job-page links; required in production
     metrics_token: str | None = None  # if set, /metrics needs "Authorization: Bearer <token>"
     default_backend: str = "onnx"
-    cpu_backends: tuple[str, ...] = BACKENDS
-    gpu_backends: tuple[str, ...] = ("eager", "torchscript", "onnx")
+    cpu_backends: Names = BACKENDS
+    gpu_backends: Names = ("eager", "torchscript", "onnx")
+    worker_pool: Literal["cpu", "gpu"] = "cpu"  # the pool a worker process serves
+    infer_threads: int = 1  # intra-op threads per worker process
     # Measured with `fashion-batch bench` (2 cores, 10,000 photos): 512 beat 256 and 128 on throughput, and a
     # first chunk of 16 brings the first result ~50 ms sooner than 32 at no cost (README: Performance).
     chunk_size: int = 512
@@ -70,7 +122,28 @@ class Settings:
     callback_allow_private: bool = False
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = 8
-    limits: Limits = field(default_factory=Limits)
+    # prometheus_client's own variable: gunicorn's processes share HTTP metrics through files there.
+    prometheus_multiproc_dir: Path | None = Field(None, validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"))
+    # Test environment only (FB_ENV=test): items whose name contains the marker kill or hang their worker process.
+    fault_crash_on: str | None = None
+    fault_hang_on: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+
+    @field_validator("cpu_backends", "gpu_backends", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(x.strip() for x in value.split(",") if x.strip())
+        return value
+
+    @field_validator("data_dir", "storage_dir", "weights_dir", "fashion_mnist_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.storage_dir is None:
+            object.__setattr__(self, "storage_dir", self.data_dir / "storage")
 
     @property
     def signing_key(self) -> bytes:
@@ -88,79 +161,44 @@ class Settings:
         return self.cpu_backends if pool == "cpu" else self.gpu_backends
 
     def replace(self, **changes: object) -> "Settings":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` applied (tests and the launcher derive settings this way)."""
+        return self.model_copy(update=changes)
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw.replace("_", ""))
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+def _variable(model: type[BaseModel], field: str) -> str:
+    info = model.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    return alias.choices[0] if isinstance(alias, AliasChoices) else f"FB_{field.upper()}"
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    return default if not raw else tuple(x.strip() for x in raw.split(",") if x.strip())
+def _error(exc: ValidationError, model: type[BaseModel]) -> SettingsError:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        lines.append(f"{_variable(model, field)}: {err['msg'].lower()}, got {err.get('input')!r}")
+    return SettingsError("; ".join(lines))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build and validate Settings from environment variables (see the README for the list)."""
-    env = os.environ if env is None else env
-    data_dir = Path(env.get("FB_DATA_DIR") or PROJECT_ROOT / ".data").resolve()
-    lim = Limits()
-    limits = Limits(**{f.name: _int(env, f"FB_{f.name.upper()}", getattr(lim, f.name)) for f in dataclasses.fields(Limits)})
-    s = Settings(
-        env=env.get("FB_ENV", "development"),
-        database_url=env.get("DATABASE_URL") or None,
-        redis_url=env.get("REDIS_URL") or None,
-        data_dir=data_dir,
-        storage_dir=Path(env.get("FB_STORAGE_DIR") or data_dir / "storage").resolve(),
-        weights_dir=Path(env.get("FB_WEIGHTS_DIR") or PROJECT_ROOT / "weights").resolve(),
-        web_host=env.get("FB_WEB_HOST", "127.0.0.1"),
-        web_port=_int(env, "FB_WEB_PORT", 8000),
-        public_url=env.get("FB_PUBLIC_URL") or None,
-        flower_port=_int(env, "FB_FLOWER_PORT", 5555),
-        flower_user=env.get("FB_FLOWER_USER", "admin"),
-        flower_password=env.get("FB_FLOWER_PASSWORD") or None,
-        secret_key=env.get("FB_SECRET_KEY") or None,
-        metrics_token=env.get("FB_METRICS_TOKEN") or None,
-        default_backend=env.get("FB_DEFAULT_BACKEND", "onnx"),
-        cpu_backends=_list(env, "FB_CPU_BACKENDS", BACKENDS),
-        gpu_backends=_list(env, "FB_GPU_BACKENDS", ("eager", "torchscript", "onnx")),
-        chunk_size=_int(env, "FB_CHUNK_SIZE", 512),
-        first_chunk_size=_int(env, "FB_FIRST_CHUNK_SIZE", 16),
-        worker_concurrency=_int(env, "FB_WORKER_CONCURRENCY", 0),
-        task_time_limit_s=_int(env, "FB_TASK_TIME_LIMIT_S", 300),
-        visibility_timeout_s=_int(env, "FB_VISIBILITY_TIMEOUT_S", 900),
-        max_chunk_attempts=_int(env, "FB_MAX_CHUNK_ATTEMPTS", 3),
-        stale_chunk_s=_int(env, "FB_STALE_CHUNK_S", 600),
-        reconcile_every_s=float(env.get("FB_RECONCILE_EVERY_S") or 30.0),
-        benchmark_every_s=float(env.get("FB_BENCHMARK_EVERY_S") or 3600.0),
-        rate_limit_per_minute=_int(env, "FB_RATE_LIMIT_PER_MINUTE", 60),
-        keep_uploads=_bool(env, "FB_KEEP_UPLOADS", False),
-        callback_allow_private=_bool(env, "FB_CALLBACK_ALLOW_PRIVATE", False),
-        callback_timeout_s=float(env.get("FB_CALLBACK_TIMEOUT_S") or 10.0),
-        callback_max_attempts=_int(env, "FB_CALLBACK_MAX_ATTEMPTS", 8),
-        limits=limits,
-    )
+    """Build and validate Settings from environment variables (`env`, or os.environ; README: Settings)."""
+    token = _ENVIRON.set(os.environ if env is None else env)
+    try:
+        try:
+            limits = Limits()
+        except ValidationError as exc:
+            raise _error(exc, Limits) from None
+        try:
+            s = Settings(limits=limits)
+        except ValidationError as exc:
+            raise _error(exc, Settings) from None
+    finally:
+        _ENVIRON.reset(token)
     validate(s)
     return s
 
 
 def validate(s: Settings) -> None:
     """Refuse settings that cannot work, and placeholder secrets outside development."""
-    if s.env not in {"development", "test", "production"}:
-        raise SettingsError(f"FB_ENV must be development, test or production, got {s.env!r}")
     unknown = [b for b in (s.default_backend, *s.cpu_backends, *s.gpu_backends) if b not in BACKENDS]
     if unknown:
         raise SettingsError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
@@ -173,6 +211,8 @@ def validate(s: Settings) -> None:
         )
     if s.chunk_size < 1 or s.first_chunk_size < 1:
         raise SettingsError("FB_CHUNK_SIZE and FB_FIRST_CHUNK_SIZE must be at least 1")
+    if s.infer_threads < 1:
+        raise SettingsError("FB_INFER_THREADS must be at least 1")
     if s.env == "production":
         if not s.database_url or not s.redis_url:
             raise SettingsError("production needs DATABASE_URL and REDIS_URL (no embedded servers)")

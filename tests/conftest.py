@@ -10,17 +10,17 @@ from typing import Callable, Iterator
 import pytest
 from werkzeug.serving import make_server
 
-from pipeline.db import get_engine
-from pipeline.keys import create_key
-from pipeline.migrate import upgrade
 from pipeline.settings import Settings, load_settings
+from pipeline.store.engine import get_engine
+from pipeline.store.keys import create_key
+from pipeline.store.migrate import upgrade
 from tests.helpers import WorkerProcess
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory) -> Iterator[dict]:
     """URLs of a migrated PostgreSQL database and a Redis server, plus their handles when embedded."""
-    from pipeline.services import EmbeddedPostgres, EmbeddedRedis
+    from pipeline.tools.services import EmbeddedPostgres, EmbeddedRedis
 
     root = tmp_path_factory.mktemp("servers")
     pg = redis = None

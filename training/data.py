@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,11 @@ MEAN, STD = 0.2860, 0.3530
 
 def default_data_dir() -> Path:
     """`FB_FASHION_MNIST_DIR`, else the first existing candidate directory (the first one if none exists)."""
-    env = os.environ.get("FB_FASHION_MNIST_DIR")
-    if env:
-        return Path(env)
+    from pipeline.settings import load_settings
+
+    configured = load_settings().fashion_mnist_dir
+    if configured:
+        return configured
     for cand in CANDIDATE_DIRS:
         if (Path(cand) / FILES["train"][0]).exists():
             return Path(cand)

@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from pipeline.backends import BACKENDS, default_weights_dir, load_backend
-from pipeline.imaging import ImageError, decode_image
-from pipeline.manifest import load_manifest
-from pipeline.preprocess import PreprocessConfig, prepare, to_batch
+from pipeline.images.imaging import ImageError, decode_image
+from pipeline.images.preprocess import PreprocessConfig, prepare, to_batch
+from pipeline.inference.backends import BACKENDS, load_backend
+from pipeline.inference.manifest import load_manifest
+from pipeline.settings import load_settings
 from training import data, report
 from training.photoset import Photo, load_photos
 
@@ -100,7 +101,7 @@ def _label_shares(pred: np.ndarray, classes: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Load each backend once, then score every requested dataset with all of them."""
     args = parse_args(argv)
-    manifest = load_manifest(args.weights or default_weights_dir())
+    manifest = load_manifest(args.weights or load_settings().weights_dir)
     cfg, classes = manifest.preprocess, manifest.classes
     backends = {n: load_backend(n, manifest=manifest, threads=args.threads) for n in args.backends.split(",")}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.backends import BACKENDS, load_backend
-from pipeline.manifest import FORMAT, MANIFEST_NAME, file_entry, load_manifest
-from pipeline.model import fuse_for_inference
-from pipeline.preprocess import PreprocessConfig
+from pipeline.images.preprocess import PreprocessConfig
+from pipeline.inference.backends import BACKENDS, load_backend
+from pipeline.inference.manifest import FORMAT, MANIFEST_NAME, file_entry, load_manifest
+from pipeline.inference.model import fuse_for_inference
 from training import data, report
 from training.quantize import choose_int8
 

@@ -61,12 +61,12 @@ def write_zip(path: Path, images: np.ndarray, labels: np.ndarray, classes: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the bundled sample ZIP: `python -m training.render --out pipeline/samples/sample-photos.zip`."""
+    """Build the bundled sample ZIP: `python -m training.render --out pipeline/tools/samples/sample-photos.zip`."""
     from training.data import load_split
     from training.report import CLASSES
 
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--out", type=Path, default=Path("pipeline/samples/sample-photos.zip"))
+    p.add_argument("--out", type=Path, default=Path("pipeline/tools/samples/sample-photos.zip"))
     p.add_argument("--per-class", type=int, default=4)
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--seed", type=int, default=2024)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.model import ARCH_NAME, DEFAULT_ARGS, build_model
+from pipeline.inference.model import ARCH_NAME, DEFAULT_ARGS, build_model
 from training import data, report
 from training.augment import AugmentConfig, augment_batch
 

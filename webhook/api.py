@@ -10,13 +10,13 @@ from flask import Blueprint, Response, g, jsonify, request, stream_with_context,
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
-from pipeline import jobs, reports, storage
-from pipeline.archive import ArchiveError, LimitExceeded
-from pipeline.backends import BACKENDS
-from pipeline.ingest import IngestError, Part, display_name, list_items
-from pipeline.settings import POOLS
+from pipeline.blobs import local as storage
+from pipeline.callbacks import CallbackURLError, check_url
+from pipeline.images.archive import ArchiveError, LimitExceeded
+from pipeline.images.ingest import IngestError, Part, display_name, list_items
+from pipeline.settings import BACKENDS, POOLS
+from pipeline.store import jobs, reports
 from webhook import auth, pages
-from webhook.callbacks import CallbackURLError, check_url
 from webhook.errors import ApiError
 from webhook.extensions import services
 

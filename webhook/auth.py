@@ -6,7 +6,7 @@ import time
 from flask import g, request
 from redis.exceptions import RedisError
 
-from pipeline.keys import authenticate
+from pipeline.store.keys import authenticate
 from webhook.errors import ApiError
 from webhook.extensions import services
 

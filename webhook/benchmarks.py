@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from pipeline import benchmark_store
+from pipeline.store import benchmarks as benchmark_store
 from webhook import auth
 from webhook.errors import ApiError
 from webhook.extensions import services

@@ -1,7 +1,9 @@
 """`POST /v1/classify`: one image in, its label out, synchronously (the per-image service the batch API replaces).
 
-Kept for small callers and as the benchmark's per-image baseline. The default backend loads once per web
-process, on the first request (never at import, never in a parent that forks).
+Kept for small callers and as the benchmark's per-image baseline. It runs in the web process on ONNX Runtime
+(the default backend if that is onnx or int8, else onnx), imported and loaded once per process on the first
+request: never at import, never in a parent that forks, and never torch. Without the `classify` extra
+installed the endpoint answers 503 and says so; batch jobs go through the workers either way.
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import threading
 
 from flask import Blueprint, jsonify, request
 
-from pipeline.classify import classify_items
-from pipeline.ingest import display_name
-from pipeline.jobs import ItemSpec
+from pipeline.images.ingest import display_name
+from pipeline.inference.classify import classify_items
+from pipeline.items import ItemSpec
 from pipeline.settings import Settings
 from webhook import auth
 from webhook.errors import ApiError
@@ -24,20 +26,32 @@ _lock = threading.Lock()
 _models: dict[tuple, tuple] = {}
 
 
+WEB_BACKENDS = ("onnx", "int8")  # the runtimes the web process may load: ONNX Runtime, no torch
+
+
+def web_backend(settings: Settings) -> str:
+    """The backend the web process classifies with."""
+    return settings.default_backend if settings.default_backend in WEB_BACKENDS else "onnx"
+
+
 def model(settings: Settings) -> tuple:
-    """(backend, manifest) for the default backend, loaded once per process and weights folder."""
-    key = (os.getpid(), str(settings.weights_dir), settings.default_backend)
+    """(backend, manifest) for the web backend, loaded once per process and weights folder."""
+    key = (os.getpid(), str(settings.weights_dir), web_backend(settings))
     found = _models.get(key)
     if found is None:
         with _lock:  # gthread workers: two first requests must not load the model twice
             found = _models.get(key)
             if found is None:
-                from pipeline.backends import load_backend
-                from pipeline.manifest import load_manifest
+                from pipeline.inference.backends import BackendUnavailable, load_backend
+                from pipeline.inference.manifest import load_manifest
 
                 manifest = load_manifest(settings.weights_dir)
-                # One inference thread: the web server's request threads are the parallelism.
-                backend = load_backend(settings.default_backend, manifest=manifest, threads=1)
+                try:
+                    # One inference thread: the web server's request threads are the parallelism.
+                    backend = load_backend(web_backend(settings), manifest=manifest, threads=1)
+                except BackendUnavailable as exc:
+                    raise ApiError(503, f"POST /v1/classify is not available on this server ({exc}); "
+                                        "install fashion-batch[classify], or submit a job to /v1/jobs") from None
                 found = _models[key] = (backend, manifest)
     return found
 
@@ -56,7 +70,7 @@ def _read_upload() -> tuple[str, bytes]:
 @bp.post("/classify")
 def classify_one():
     """Classify the uploaded image with the default backend; a bad image is a JSON 400."""
-    from pipeline.preprocess import prepare
+    from pipeline.images.preprocess import prepare
 
     settings = services().settings
     name, data = _read_upload()

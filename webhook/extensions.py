@@ -8,8 +8,8 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy import Engine
 
-from pipeline import db
 from pipeline.settings import Settings
+from pipeline.store import engine as db
 
 
 class Services:
@@ -24,7 +24,7 @@ class Services:
 
     @cached_property
     def celery(self) -> Celery:
-        from workers.config import create_celery
+        from pipeline.broker import create_celery
 
         return create_celery(self.settings)
 
@@ -34,7 +34,7 @@ class Services:
 
     @cached_property
     def classes(self) -> list[str]:
-        from pipeline.manifest import load_manifest
+        from pipeline.inference.manifest import load_manifest
 
         return list(load_manifest(self.settings.weights_dir).classes)
 

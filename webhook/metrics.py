@@ -10,17 +10,22 @@ FB_METRICS_TOKEN to require `Authorization: Bearer <token>` when the web port is
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from typing import Callable, Iterator
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline import stats
+from pipeline.store import stats
 from webhook.errors import ApiError
 from webhook.extensions import services
 
@@ -29,7 +34,7 @@ PREFIX = "fashion_batch"
 
 
 class DatabaseCollector:
-    """Yields the figures of `pipeline.stats.snapshot` as metric families at each scrape."""
+    """Yields the figures of `pipeline.store.stats.snapshot` as metric families at each scrape."""
 
     def __init__(self, engine: Callable[[], Engine]):
         self._engine = engine
@@ -122,7 +127,7 @@ def metrics():
     """The Prometheus exposition of every figure above."""
     _check_token()
     registry, collector = current_app.extensions["fashion_batch_metrics"]
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if services().settings.prometheus_multiproc_dir:  # gunicorn's processes share counters through files
         from prometheus_client import multiprocess
 
         # Sum the HTTP metrics of every gunicorn worker from their files; the database figures are global anyway.

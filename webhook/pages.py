@@ -10,7 +10,7 @@ import uuid
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from pipeline import reports
+from pipeline.store import reports
 from webhook.extensions import services
 
 bp = Blueprint("pages", __name__)

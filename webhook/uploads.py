@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Request, current_app
 
-from pipeline.storage import incoming_dir
+from pipeline.blobs.local import incoming_dir
 
 
 class SpoolingRequest(Request):

@@ -1,1 +1,1 @@
-"""Celery workers: the app configuration, per-process model loading and thin tasks."""
+"""Celery workers: the entry point, per-process model loading, thin tasks, callback delivery, the beat lock."""

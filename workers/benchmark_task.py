@@ -9,9 +9,9 @@ import uuid
 
 from celery import shared_task
 
-from pipeline.benchmark import benchmark_backends, load_sample
-from pipeline.benchmark_store import record
-from pipeline.classify import INFER_BATCH
+from pipeline.inference.benchmark import benchmark_backends, load_sample
+from pipeline.inference.classify import INFER_BATCH
+from pipeline.store.benchmarks import record
 from workers import runtime
 from workers.tasks import TRANSIENT
 

@@ -15,9 +15,9 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
-from pipeline import db
+from pipeline.blobs.local import ItemReader
 from pipeline.settings import Settings
-from pipeline.storage import ItemReader
+from pipeline.store import engine as db
 
 log = logging.getLogger(__name__)
 _settings: Settings | None = None
@@ -46,11 +46,8 @@ class Runtime:
 
 
 def worker_pool() -> str:
-    """The pool this worker serves, from FB_WORKER_POOL (cpu or gpu)."""
-    pool = os.environ.get("FB_WORKER_POOL", "cpu")
-    if pool not in ("cpu", "gpu"):
-        raise RuntimeError(f"FB_WORKER_POOL must be cpu or gpu, got {pool!r}")
-    return pool
+    """The pool this worker serves (FB_WORKER_POOL: cpu or gpu)."""
+    return settings().worker_pool
 
 
 def install(app: Celery, settings: Settings) -> None:
@@ -60,8 +57,8 @@ def install(app: Celery, settings: Settings) -> None:
     if settings.env == "test":
         # Fault injection for the fault-tolerance tests only: items whose name contains the marker kill or
         # hang the pool process that reads them (no image reliably crashes a decoder on demand).
-        for mode in ("crash", "hang"):
-            if marker := os.environ.get(f"FB_FAULT_{mode.upper()}_ON"):
+        for mode, marker in (("crash", settings.fault_crash_on), ("hang", settings.fault_hang_on)):
+            if marker:
                 _FAULTS[mode] = marker
     worker_init.connect(_check_weights, weak=False)
     worker_process_init.connect(_on_process_init, weak=False)
@@ -71,7 +68,7 @@ def install(app: Celery, settings: Settings) -> None:
 def _check_weights(**_: object) -> None:
     # Refuse to start at all, rather than fail every task, when the weights are missing, unreadable or
     # tampered with. Celery swallows a signal handler's exceptions, but not SystemExit.
-    from pipeline.manifest import WeightsError, load_manifest, verified_path
+    from pipeline.inference.manifest import WeightsError, load_manifest, verified_path
 
     try:
         manifest = load_manifest(_settings.weights_dir)
@@ -103,14 +100,14 @@ def current() -> Runtime:
     global _state
     if _state is not None and _state.pid == os.getpid():
         return _state
-    from pipeline.backends import load_backend
-    from pipeline.manifest import load_manifest
+    from pipeline.inference.backends import load_backend
+    from pipeline.inference.manifest import load_manifest
 
     s = settings()
     db.dispose_inherited()
     pool = worker_pool()
     device = "cuda" if pool == "gpu" else "cpu"
-    threads = int(os.environ.get("FB_INFER_THREADS", "1"))
+    threads = s.infer_threads
     started = time.perf_counter()
     manifest = load_manifest(s.weights_dir)
     backends = {

@@ -9,9 +9,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline import jobs, reconcile as rec
-from pipeline.classify import classify_items
-from pipeline.jobs import Outcome
+from pipeline.inference.classify import classify_items
+from pipeline.items import Outcome
+from pipeline.store import jobs
+from pipeline.store import reconcile as rec
 from workers import runtime
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def classify_chunk(self, chunk_id: int) -> dict:
         outcomes = [Outcome(s, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
                     for s in work.seqs]
     else:
-        from pipeline.preprocess import prepare
+        from pipeline.images.preprocess import prepare
 
         cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
         outcomes = classify_items(
@@ -57,7 +58,7 @@ def classify_chunk(self, chunk_id: int) -> dict:
 
 def job_ended(job_id: uuid.UUID) -> None:
     """Once a job has its final status: drop its spooled uploads and send its callback now, if it has one."""
-    from pipeline.storage import remove_job_files
+    from pipeline.blobs.local import remove_job_files
 
     s = runtime.settings()
     if not s.keep_uploads:
@@ -70,7 +71,7 @@ def job_ended(job_id: uuid.UUID) -> None:
 @shared_task(bind=True, name="workers.tasks.deliver_callback", **_RETRY)
 def deliver_callback(self, callback_id: int) -> str:
     """One delivery attempt of a completion callback; the reconciler schedules the next one if it fails."""
-    from webhook.callbacks import deliver
+    from workers.callbacks import deliver
 
     s = runtime.settings()
     return deliver(runtime.engine(), callback_id, allow_private=s.callback_allow_private,

@@ -15,7 +15,7 @@ def exported_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights dir with every backend's file and a manifest, from an untrained model (quick export)."""
     import torch
 
-    from pipeline.model import ARCH_NAME, DEFAULT_ARGS, build_model
+    from pipeline.inference.model import ARCH_NAME, DEFAULT_ARGS, build_model
     from training.export import export_all
 
     torch.manual_seed(0)
@@ -30,7 +30,7 @@ def exported_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shipped_manifest():
     """The repository's trained weights, or skip if they have not been exported yet."""
-    from pipeline.manifest import load_manifest
+    from pipeline.inference.manifest import load_manifest
 
     if not (REPO_WEIGHTS / "manifest.json").exists():
         pytest.skip("weights/manifest.json not present; run python -m training.train")

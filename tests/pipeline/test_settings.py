@@ -17,7 +17,11 @@ def test_defaults_need_nothing_but_are_overridable():
     ({"FB_DEFAULT_BACKEND": "tensorrt"}, "unknown backend"),
     ({"FB_GPU_BACKENDS": "eager,int8"}, "CPU only"),
     ({"FB_TASK_TIME_LIMIT_S": "600", "FB_VISIBILITY_TIMEOUT_S": "300"}, "VISIBILITY_TIMEOUT"),
-    ({"FB_CHUNK_SIZE": "many"}, "integer"),
+    ({"FB_CHUNK_SIZE": "many"}, "FB_CHUNK_SIZE: input should be a valid integer"),
+    ({"FB_KEEP_UPLOADS": "ture"}, "FB_KEEP_UPLOADS: input should be a valid boolean"),  # a typo is not "false"
+    ({"FB_WORKER_POOL": "tpu"}, "FB_WORKER_POOL"),
+    ({"FB_MAX_PARTS": "lots"}, "FB_MAX_PARTS"),
+    ({"DATABASE_URL": "postgresql://x/y", "FB_ENV": "staging"}, "FB_ENV"),
     ({"FB_ENV": "production"}, "DATABASE_URL and REDIS_URL"),
     ({"FB_ENV": "production", "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r",
       "FB_FLOWER_PASSWORD": "changeme", "FB_SECRET_KEY": "a" * 32}, "FLOWER_PASSWORD"),
@@ -27,3 +31,16 @@ def test_defaults_need_nothing_but_are_overridable():
 def test_unworkable_or_unsafe_settings_are_refused(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_only_load_settings_reads_the_environment(monkeypatch):
+    # Given a variable in the process environment
+    monkeypatch.setenv("FB_CHUNK_SIZE", "7")
+    # Then Settings built directly take defaults and arguments only; load_settings reads the environment
+    from pipeline.settings import Settings
+
+    assert Settings().chunk_size == 512 and Settings(chunk_size=9).chunk_size == 9
+    assert load_settings().chunk_size == 7
+    # And whole numbers may be written with underscores, lists with commas
+    s = load_settings({"FB_MAX_UPLOAD_BYTES": "1_000_000", "FB_CPU_BACKENDS": "onnx, int8"})
+    assert s.limits.max_upload_bytes == 1_000_000 and s.cpu_backends == ("onnx", "int8")

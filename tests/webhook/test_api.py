@@ -8,8 +8,8 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.keys import create_key, revoke_key
-from pipeline.schema import jobs
+from pipeline.store.keys import create_key, revoke_key
+from pipeline.store.schema import jobs
 from tests.helpers import garment_png, make_zip
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import uuid
 
-from pipeline import benchmark_store
-from pipeline.benchmark import BackendTiming
-from workers import bench
+from pipeline.inference.benchmark import BackendTiming
+from pipeline.store import benchmarks as benchmark_store
+from pipeline.tools.bench import run as bench
 
 
 def test_latest_and_history_are_served_and_printed(live_url, api_key, engine, capsys, monkeypatch):

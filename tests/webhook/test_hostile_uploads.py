@@ -15,7 +15,7 @@ import requests
 from PIL import Image
 
 from tests.helpers import garment_png, wait_for
-from tests.pipeline.test_archive import overlapping_zip
+from tests.pipeline.images.test_archive import overlapping_zip
 
 FINAL = ("succeeded", "partial", "failed", "cancelled")
 MEMORY_BOUND_MB = 200  # no refusal may raise this process's peak memory by more than this

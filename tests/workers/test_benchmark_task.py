@@ -5,11 +5,11 @@ import uuid
 
 from sqlalchemy import select
 
-from pipeline.classify import INFER_BATCH
-from pipeline.schema import benchmarks
+from pipeline.broker import create_celery
+from pipeline.inference.classify import INFER_BATCH
+from pipeline.store.schema import benchmarks
 from tests.helpers import wait_for
 from workers.benchmark_task import TASK_NAME
-from workers.config import create_celery
 
 
 def test_beat_sends_each_pool_a_task_the_workers_know(settings):

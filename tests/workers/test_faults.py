@@ -20,9 +20,9 @@ import redis as redis_lib
 import requests
 from sqlalchemy import func, select, text
 
-from pipeline.schema import chunks, results
-from pipeline.services import EmbeddedRedis
 from pipeline.settings import load_settings
+from pipeline.store.schema import chunks, results
+from pipeline.tools.services import EmbeddedRedis
 from tests.conftest import serve
 from tests.helpers import ROOT, WorkerProcess, garment_png, wait_for
 
@@ -180,7 +180,7 @@ def test_postgres_restart_mid_job_loses_nothing(servers, fault_url, fault_worker
 
 
 def test_replaying_every_chunk_twice_changes_no_row(fault_env, fault_url, fault_worker, api_key, engine):
-    from workers.config import create_celery
+    from pipeline.broker import create_celery
 
     fault_worker()
     producer = create_celery(load_settings(fault_env["env"]))

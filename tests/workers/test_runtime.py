@@ -39,7 +39,7 @@ def test_a_gpu_worker_without_cuda_stops_and_says_why(env):
 
 
 def test_gpu_pool_configuration_builds_without_a_gpu(settings):
-    from workers.config import create_celery
+    from pipeline.broker import create_celery
 
     app = create_celery(settings)
     assert {q.name for q in app.conf.task_queues} == {"cpu", "gpu", "control"}

@@ -1,0 +1,1 @@
+"""Where uploads are kept between the web service and the workers (today: a local directory)."""

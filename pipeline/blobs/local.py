@@ -1,0 +1,69 @@
+"""The storage folder shared by the web service and the workers: spooled uploads, one folder per job.
+
+Every path here is built from names we chose (job UUIDs, part numbers); nothing a client sent becomes a path.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+from pipeline.images.archive import ArchiveError, read_member
+from pipeline.items import ItemSpec
+from pipeline.settings import Limits
+
+
+def incoming_dir(storage_dir: Path) -> Path:
+    """Where request bodies are spooled before a job exists."""
+    path = storage_dir / "incoming"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def job_dir(storage_dir: Path, job_id: uuid.UUID) -> Path:
+    """The folder holding a job's spooled uploads."""
+    return storage_dir / "jobs" / str(uuid.UUID(str(job_id)))
+
+
+def remove_job_files(storage_dir: Path, job_id: uuid.UUID) -> None:
+    """Delete a job's spooled uploads (when the job was refused or could not be enqueued)."""
+    shutil.rmtree(job_dir(storage_dir, job_id), ignore_errors=True)
+
+
+class ItemReader:
+    """Reads items' bytes, keeping the last few archives open (a worker reads a job's chunks in turn)."""
+
+    def __init__(self, storage_dir: Path, limits: Limits, keep_open: int = 4):
+        self.storage_dir = storage_dir
+        self.limits = limits
+        self.keep_open = keep_open
+        self._archives: OrderedDict[Path, zipfile.ZipFile] = OrderedDict()
+
+    def read(self, job_id: uuid.UUID, item: ItemSpec) -> bytes:
+        """The bytes of one image; raises OSError or ArchiveError if they cannot be had."""
+        path = job_dir(self.storage_dir, job_id) / Path(item.source).name
+        if item.member is None:
+            size = path.stat().st_size
+            if size > self.limits.max_entry_bytes:
+                raise ArchiveError(f"file too large ({size:,} bytes)")
+            return path.read_bytes()
+        return read_member(self._archive(path), item.member, self.limits)
+
+    def _archive(self, path: Path) -> zipfile.ZipFile:
+        zf = self._archives.pop(path, None)
+        if zf is None:
+            try:
+                zf = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as exc:
+                raise ArchiveError(f"archive cannot be read: {exc}") from None
+        self._archives[path] = zf
+        while len(self._archives) > self.keep_open:
+            self._archives.popitem(last=False)[1].close()
+        return zf
+
+    def close(self) -> None:
+        """Close every archive kept open."""
+        while self._archives:
+            self._archives.popitem()[1].close()

@@ -1,0 +1,1 @@
+"""Photos in: safe archive reading, image decoding and sniffing, upload ingest, preprocessing to 28x28."""

@@ -1,0 +1,1 @@
+"""The network and its runtimes: architecture, weights manifest, backends, batch classification, timings."""

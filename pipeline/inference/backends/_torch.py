@@ -1,0 +1,45 @@
+"""What the two PyTorch backends share: device checks, thread settings, running a module."""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.inference.backends import BackendUnavailable, check_batch, softmax
+
+
+def torch_device(device: str, threads: int | None):
+    """Import torch, apply thread settings, and return a usable torch.device or raise BackendUnavailable."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailable(f"torch is not installed ({exc}); install the extra: "
+                                 "pip install 'fashion-batch[worker]'") from None
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass  # only settable before the first parallel op; the intra-op setting is what matters
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("device 'cuda' requested but torch sees no CUDA GPU "
+                                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use device='cpu'")
+    return torch.device(device)
+
+
+class TorchBackend:
+    """Runs a torch module (eager or TorchScript) that maps a batch to logits."""
+
+    def __init__(self, name: str, module, device) -> None:
+        self.name = name
+        self.device = device.type
+        self._module = module
+        self._torch_device = device
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(N,1,28,28) float32 -> (N,10) float32 probabilities."""
+        import torch
+
+        x = torch.from_numpy(check_batch(batch)).to(self._torch_device)
+        with torch.inference_mode():
+            logits = self._module(x)
+        return softmax(logits.float().cpu().numpy())

@@ -1,0 +1,1 @@
+"""The database layer: engine, schema and migrations, jobs, API keys, reports, statistics, benchmark rows."""

@@ -1,0 +1,265 @@
+"""`fashion-batch up` / `down`: the local stack on embedded PostgreSQL and Redis (or given URLs).
+
+Starts the database and broker when no URL is set, migrates, creates a development API key, then runs the
+web service (gunicorn), one CPU worker, beat and Flower as child processes until Ctrl-C or `down`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from pipeline.settings import Settings, load_settings
+
+
+def run_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_state(settings: Settings) -> dict | None:
+    """The running stack's state (URLs, development key), or None if no stack is up."""
+    path = settings.data_dir / "run" / "stack.json"  # reading creates nothing
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    try:
+        os.kill(state["pid"], 0)
+    except (ProcessLookupError, KeyError):
+        return None
+    return state
+
+
+def _write_state(settings: Settings, state: dict) -> None:
+    path = run_dir(settings) / "stack.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.chmod(0o600)  # it holds the development API key and the Flower password
+    tmp.replace(path)
+
+
+def database_url(settings: Settings) -> str:
+    """The database to administer: DATABASE_URL, else the running local stack's; never starts one."""
+    url = settings.database_url or (read_state(settings) or {}).get("database_url")
+    if not url:
+        raise RuntimeError("no database: set DATABASE_URL, or start the local stack with `fashion-batch up`")
+    return url
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL: DATABASE_URL, else the embedded server (started and migrated if needed)."""
+    from pipeline.store.migrate import upgrade, wait_for_database
+    from pipeline.tools.services import EmbeddedPostgres
+
+    if settings.database_url:
+        wait_for_database(settings.database_url)
+        upgrade(settings.database_url)
+        yield settings.database_url
+        return
+    pg = EmbeddedPostgres(settings.data_dir / "pg")
+    was_running = read_state(settings) is not None
+    url = pg.start()
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        if not was_running:
+            pg.stop()
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) != 0
+
+
+def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
+    py = sys.executable
+    concurrency = settings.worker_concurrency or os.cpu_count() or 1
+    commands = {
+        "web": [py, "-m", "gunicorn", "webhook:create_app()", "-b", f"{settings.web_host}:{settings.web_port}",
+                "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "300"],
+        "worker": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "cpu,control", "-n", "cpu@%h",
+                   "-c", str(concurrency), "--loglevel", "INFO"],
+        "beat": [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
+                 "-s", str(run_dir(settings) / "celerybeat-schedule")],
+        "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}",
+                   f"--port={settings.flower_port}", f"--basic-auth={env['FB_FLOWER_USER']}:{env['FB_FLOWER_PASSWORD']}"],
+    }
+    # The web's gunicorn processes share HTTP metrics through files here (prometheus_client multiprocess mode);
+    # emptied at each start so the counters of a previous run do not add up.
+    metrics_dir = run_dir(settings) / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}}
+    procs = {}
+    for name, cmd in commands.items():
+        log = (logs / f"{name}.log").open("ab")
+        procs[name] = subprocess.Popen(cmd, env=envs.get(name, env), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+    return procs
+
+
+def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dict[str, str], timeout_s: float) -> None:
+    from celery import Celery
+
+    deadline = time.monotonic() + timeout_s
+    probe = Celery(broker=env["REDIS_URL"])
+    web_ok = worker_ok = False
+    while not (web_ok and worker_ok):
+        for name, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {p.returncode}; see {settings.data_dir / 'logs' / name}.log")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stack did not become ready within {timeout_s:.0f} s; see {settings.data_dir / 'logs'}")
+        if not web_ok:
+            try:
+                web_ok = requests.get(f"{settings.base_url}/healthz", timeout=1).status_code == 200
+            except requests.RequestException:
+                pass
+        if not worker_ok:
+            worker_ok = bool(probe.control.ping(timeout=1.0))
+        time.sleep(0.3)
+
+
+def _stop(procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for p in procs.values():
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = False) -> dict:
+    """Start the local stack; in the foreground block until Ctrl-C, detached return once it is ready."""
+    settings = settings or load_settings()
+    if read_state(settings):
+        raise RuntimeError(f"a stack is already running (see {run_dir(settings) / 'stack.json'}); "
+                           "stop it with `fashion-batch down`")
+    if detach:
+        return _up_detached(settings, quiet=quiet)
+    for port in (settings.web_port, settings.flower_port):
+        if not _port_free(settings.web_host, port):
+            raise RuntimeError(f"port {port} on {settings.web_host} is in use; set FB_WEB_PORT / FB_FLOWER_PORT")
+    from pipeline.store.engine import get_engine
+    from pipeline.store.keys import create_key, revoke_key
+    from pipeline.store.migrate import upgrade
+    from pipeline.tools.services import EmbeddedPostgres, EmbeddedRedis
+
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pg = redis = None
+    procs: dict[str, subprocess.Popen] = {}
+    signal.signal(signal.SIGTERM, _interrupt)  # `down` stops us like Ctrl-C does
+    try:
+        db_url = settings.database_url
+        if not db_url:
+            pg = EmbeddedPostgres(settings.data_dir / "pg")
+            db_url = pg.start()
+        redis_url = settings.redis_url
+        if not redis_url:
+            redis = EmbeddedRedis(settings.data_dir / "redis")
+            redis_url = redis.start(detached=True)
+        upgrade(db_url)
+        engine = get_engine(db_url)
+        revoke_key(engine, "dev")
+        _, dev_key = create_key(engine, "dev")
+        password = settings.flower_password or secrets.token_urlsafe(12)
+        env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "FB_DATA_DIR": str(settings.data_dir),
+               "FB_FLOWER_USER": settings.flower_user, "FB_FLOWER_PASSWORD": password, "FB_WORKER_POOL": "cpu",
+               "PYTHONUNBUFFERED": "1"}
+        procs = _children(settings, env, logs)
+        state = {
+            "pid": os.getpid(), "ready": False, "web_url": settings.base_url,
+            "flower_url": f"http://{settings.web_host}:{settings.flower_port}", "flower_user": settings.flower_user,
+            "flower_password": password, "api_key": dev_key, "database_url": db_url, "redis_url": redis_url,
+            "logs": str(logs),
+        }
+        _write_state(settings, state)
+        _wait_ready(settings, procs, env, timeout_s=300)
+        _write_state(settings, {**state, "ready": True})
+        if not quiet:
+            print(describe(state), flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        raise RuntimeError(f"{', '.join(dead)} stopped unexpectedly; see {logs}")
+    except KeyboardInterrupt:
+        if not quiet:
+            print("\nstopping...", flush=True)
+    finally:
+        _stop(procs)
+        (run_dir(settings) / "stack.json").unlink(missing_ok=True)
+        if redis is not None:
+            redis.stop()
+        if pg is not None:
+            pg.stop()
+    return {}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _up_detached(settings: Settings, *, quiet: bool) -> dict:
+    log = (run_dir(settings) / "launcher.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.tools.cli", "up", "--quiet"], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the stack failed to start; see {run_dir(settings) / 'launcher.log'}")
+        state = read_state(settings)
+        if state and state.get("ready"):
+            if not quiet:
+                print(describe(state), flush=True)
+                print("Stop it with: fashion-batch down", flush=True)
+            return state
+        time.sleep(0.5)
+    raise TimeoutError("the stack did not become ready within 10 minutes")
+
+
+def down(settings: Settings | None = None) -> bool:
+    """Stop a stack started with `--detach`; return False if none was running."""
+    settings = settings or load_settings()
+    state = read_state(settings)
+    if state is None:
+        return False
+    os.kill(state["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            os.kill(state["pid"], 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.3)
+    raise TimeoutError(f"the launcher (pid {state['pid']}) did not stop within 90 s")
+
+
+def describe(state: dict) -> str:
+    """The lines `up` prints: URLs, credentials, where the logs are."""
+    return "\n".join([
+        "fashion-batch is up:",
+        f"  web API      {state['web_url']}   (health: {state['web_url']}/healthz)",
+        f"  Flower       {state['flower_url']}   (user {state['flower_user']}, password {state['flower_password']})",
+        f"  logs         {state['logs']}",
+        f"  dev API key  {state['api_key']}",
+    ])

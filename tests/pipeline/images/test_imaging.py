@@ -1,0 +1,58 @@
+"""Safe decoding: accepted formats only, bounded pixels, and fuzzed files that fail cleanly."""
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from PIL import Image
+
+from pipeline.images.imaging import ImageError, decode_image, sniff_format
+from tests.helpers import garment_png
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_every_listed_format_decodes(fmt):
+    data = garment_png(fmt=fmt)
+    assert sniff_format(data[:16]) == fmt
+    assert decode_image(data).size == (120, 160)
+
+
+def test_other_formats_are_refused_before_decoding():
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PPM")
+    for data in (buf.getvalue(), b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"%PDF-1.4"):
+        with pytest.raises(ImageError, match="not a supported image"):
+            decode_image(data)
+
+
+def test_pixel_cap_refuses_large_images_from_their_header():
+    buf = io.BytesIO()
+    Image.new("L", (4000, 3000)).save(buf, "PNG")
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(buf.getvalue(), max_pixels=10_000_000)
+
+
+def test_fuzzed_images_fail_with_image_error_only():
+    # Given valid files of every format, randomly corrupted (bytes flipped, cut, duplicated)
+    rng = random.Random(1234)
+    seeds = [garment_png(fmt=f) for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")]
+    outcomes = {"decoded": 0, "refused": 0}
+    for i in range(600):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 12)):
+            pos = rng.randrange(len(data))
+            op = rng.random()
+            if op < 0.6:
+                data[pos] = rng.randrange(256)
+            elif op < 0.8:
+                del data[pos: pos + rng.randint(1, 64)]
+            else:
+                data[pos:pos] = data[pos: pos + rng.randint(1, 64)]
+        # When each is decoded, Then it either decodes or raises ImageError: never anything else
+        try:
+            decode_image(bytes(data), max_pixels=5_000_000)
+            outcomes["decoded"] += 1
+        except ImageError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50 and sum(outcomes.values()) == 600

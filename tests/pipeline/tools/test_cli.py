@@ -1,0 +1,68 @@
+"""The `fashion-batch` command, run as a real subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pipeline.store.keys import authenticate, list_keys
+from tests.helpers import ROOT
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.tools.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line_then_list_and_revoke(env, engine):
+    # When a key is created from the command line
+    out = cli(env, "keys", "create", "cli-user")
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip().splitlines()[-1]
+    # Then the last line is the key itself, and it works
+    record = authenticate(engine, key)
+    assert record is not None and record.name == "cli-user"
+    # And `keys list` shows it without the key; `keys revoke` ends it
+    listing = cli(env, "keys", "list").stdout
+    assert record.prefix in listing and key not in listing
+    assert cli(env, "keys", "revoke", str(record.id)).returncode == 0
+    assert authenticate(engine, key) is None
+    assert any(k.id == record.id and k.revoked_at for k in list_keys(engine))
+
+
+def test_errors_are_one_line_not_a_traceback(env):
+    out = cli({**env, "FB_API_KEY": "fb_nope", "FB_URL": "http://127.0.0.1:9"}, "status",
+              "00000000-0000-0000-0000-000000000000")
+    assert out.returncode == 1 and out.stderr.startswith("error: cannot reach") and "Traceback" not in out.stderr
+
+
+def test_submit_a_folder_and_wait_talks_only_to_the_api(live_url, worker, api_key, tmp_path):
+    # Given a folder of photos in sub-folders, and a CLI environment that names no database or broker
+    from tests.pipeline.tools.test_upload import photo_folder
+
+    folder = photo_folder(tmp_path / "photos")
+    data_dir = tmp_path / "cli-data"
+    cli_env = {"FB_URL": live_url, "FB_API_KEY": api_key, "FB_DATA_DIR": str(data_dir), "DATABASE_URL": "",
+               "REDIS_URL": ""}
+    # When the folder is submitted and waited for
+    out = cli(cli_env, "submit", str(folder), "--wait")
+    # Then the folder is one job: its three images and the ZIP's one, every one labelled
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ": 4 images" in out.stdout and "succeeded: 4 labelled, 0 failed" in out.stdout
+    # And the command started no server and wrote nothing (no embedded database, no state)
+    assert not data_dir.exists()
+
+
+def test_keys_never_start_a_database(tmp_path):
+    # Given no DATABASE_URL and no running stack / When keys are listed / Then it says so, starting nothing
+    data_dir = tmp_path / "data"
+    out = cli({"FB_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, "keys", "list")
+    assert out.returncode == 1 and "no database" in out.stderr and "Traceback" not in out.stderr
+    assert not (data_dir / "pg").exists()
+
+
+def test_every_command_has_help():
+    for command in ("up", "down", "migrate", "demo", "keys", "keys create", "submit", "status", "results",
+                    "cancel", "train", "evaluate", "bench"):
+        out = cli({}, *command.split(), "--help")
+        assert out.returncode == 0 and "usage" in out.stdout.lower(), (command, out.stderr)

@@ -1,0 +1,52 @@
+"""`fashion-batch up --detach`, `submit --wait`, `down`: the local stack as a user runs it."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import requests
+
+from tests.pipeline.tools.test_cli import cli
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_up_submit_wait_down(tmp_path, env):
+    # Given a fresh data folder and no URLs: the launcher starts embedded PostgreSQL and Redis itself
+    stack_env = {k: v for k, v in env.items() if k not in ("DATABASE_URL", "REDIS_URL", "FB_STORAGE_DIR")}
+    stack_env.update(FB_DATA_DIR=str(tmp_path / "data"), FB_WEB_PORT=str(free_port()),
+                     FB_FLOWER_PORT=str(free_port()), FB_ENV="development", FB_CPU_BACKENDS="onnx,int8")
+    up = cli(stack_env, "up", "--detach")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "dev API key" in up.stdout and "Flower" in up.stdout
+        web = f"http://127.0.0.1:{stack_env['FB_WEB_PORT']}"
+        assert requests.get(f"{web}/healthz", timeout=5).json()["status"] == "ok"
+        flower = f"http://127.0.0.1:{stack_env['FB_FLOWER_PORT']}"
+        assert requests.get(flower, timeout=5).status_code == 401  # Flower needs its login
+        assert requests.get(f"{flower}/metrics", timeout=5).status_code == 401  # its metrics too
+        state = json.loads((tmp_path / "data" / "run" / "stack.json").read_text())
+        login = (state["flower_user"], state["flower_password"])
+        metrics = requests.get(f"{flower}/metrics", auth=login, timeout=5)
+        assert metrics.status_code == 200 and "flower_" in metrics.text
+        # When the bundled sample ZIP is submitted and waited for
+        from pipeline.tools.cli import SAMPLE_ZIP
+
+        out = cli(stack_env, "submit", str(SAMPLE_ZIP), "--wait")
+        # Then every photo comes back labelled, with a summary per class
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "succeeded: 40 labelled, 0 failed" in out.stdout
+        assert "Trouser" in out.stdout and "failed" in out.stdout
+    finally:
+        # And `down` stops everything it started
+        down = cli(stack_env, "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{stack_env['FB_WEB_PORT']}/healthz", timeout=2)
