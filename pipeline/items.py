@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ItemSpec:
-    """An image to classify: its display name and where its bytes are (spooled file, archive member)."""
+    """An image to classify: its display name, where its bytes are (spooled file, archive member), and the
+    label the upload gave it, if any (class folders or labels.csv)."""
 
     name: str
     source: str
     member: int | None = None
+    true_label: int | None = None
 
 
 @dataclass(frozen=True)

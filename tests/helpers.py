@@ -112,3 +112,23 @@ def synthetic_fashion(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.n
             images.append(img)
             labels.append(c)
     return np.stack(images), np.array(labels, np.int64)
+
+
+def phone_photo(fmt: str, *, orientation: int = 1, kind: str = "trouser", size: tuple[int, int] = (120, 160)) -> bytes:
+    """A garment silhouette saved as a phone would: HEIC (pillow-heif) or AVIF (Pillow), with EXIF orientation.
+
+    With orientation 6 the pixels are stored turned a quarter left, as a phone held upright stores them.
+    """
+    img = Image.open(io.BytesIO(garment_png(kind, size)))
+    if orientation == 6:
+        img = img.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    if fmt == "HEIC":
+        import pillow_heif
+
+        pillow_heif.from_pillow(img).save(buf, exif=exif.tobytes(), quality=90)
+    else:
+        img.save(buf, fmt, exif=exif.tobytes(), quality=90)
+    return buf.getvalue()

@@ -6,7 +6,7 @@ import io
 
 import requests
 
-from tests.helpers import garment_png, make_zip, wait_for
+from tests.helpers import garment_png, make_zip, phone_photo, wait_for
 
 FINAL = ("succeeded", "partial", "failed", "cancelled")
 
@@ -66,6 +66,27 @@ def test_trousers_come_back_as_trousers(live_url, worker, api_key):
     item = requests.get(job["results_url"], headers=headers, timeout=10).json()["items"][0]
     # Then it is labelled Trouser
     assert item["class_name"] == "Trouser", item
+
+
+def test_phone_formats_are_labelled_as_files_and_inside_zips(live_url, worker, api_key, tmp_path):
+    # Given iPhone-style HEIC and AVIF photos of trousers stored on their side (EXIF orientation 6),
+    # one of each uploaded as a file and one of each inside a ZIP, under names that do not say the format
+    heic, avif = phone_photo("HEIC", orientation=6), phone_photo("AVIF", orientation=6)
+    archive = make_zip(tmp_path / "phone.zip", {"IMG_0001": heic, "IMG_0002": avif})
+    headers = {"X-API-Key": api_key}
+    with archive.open("rb") as z:
+        resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, files=[
+            ("files", ("phone.zip", z, "application/zip")),
+            ("files", ("IMG_0003.HEIC", heic, "image/heic")), ("files", ("IMG_0004.avif", avif, "image/avif"))])
+    # When the worker has labelled them
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    final = wait_for(lambda: (j := requests.get(job["status_url"], headers=headers, timeout=10).json())["status"]
+                     in FINAL and j, 120, "the job to end")
+    # Then every one is decoded upright and labelled Trouser, as the same shape in a JPEG is
+    items = requests.get(job["results_url"], headers=headers, timeout=10).json()["items"]
+    assert final["status"] == "succeeded", items
+    assert [i["class_name"] for i in items] == ["Trouser"] * 4, items
 
 
 def test_first_result_arrives_while_a_bigger_job_runs(live_url, worker, api_key, tmp_path):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
+
+from pipeline.images import labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
@@ -27,19 +28,12 @@ class Photo:
     data: bytes
 
 
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 def class_index(value: str, classes: Sequence[str]) -> int:
-    """Map '3', 'Dress', 't-shirt_top' ... to a class index; ValueError if it names no class."""
-    value = value.strip()
-    if value.isdigit() and int(value) < len(classes):
-        return int(value)
-    keys = {_key(c): i for i, c in enumerate(classes)}
-    if _key(value) in keys:
-        return keys[_key(value)]
-    raise ValueError(f"label {value!r} is not a class index or one of {list(classes)}")
+    """Map '3', 'Dress', 't-shirt_top' ... to a class index (as uploads are read); ValueError if it names none."""
+    found = labels.class_index(value, classes)
+    if found is None:
+        raise ValueError(f"label {value!r} is not a class index or one of {list(classes)}")
+    return found
 
 
 class _Tree:

@@ -22,7 +22,7 @@ from webhook.extensions import services
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
-CSV_HEADER = ("name", "label", "class_name", "confidence", "error")
+CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name")
 MAX_PAGE = 10_000
 
 
@@ -98,7 +98,7 @@ def create_job():
             os.replace(fs.stream.name, target)
             parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}")))
         try:
-            specs = list_items(parts, settings.limits)
+            specs = list_items(parts, settings.limits, svc.classes)
         except LimitExceeded as exc:
             raise ApiError(413, str(exc)) from None
         except (IngestError, ArchiveError) as exc:
@@ -141,10 +141,19 @@ def _page_args(default_limit: int, max_limit: int) -> tuple[int, int]:
     return offset, limit
 
 
+def job_report(job: dict) -> dict:
+    """`job_json` plus, once a job whose upload carried labels has ended, its accuracy report."""
+    body = job_json(job)
+    if job["status"] in jobs.FINAL:
+        svc = services()
+        body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes)
+    return body
+
+
 @bp.get("/jobs/<uuid:job_id>")
 def get_job(job_id: uuid.UUID):
-    """The job's status and progress."""
-    return jsonify(job_json(_owned_job(job_id)))
+    """The job's status and progress; once ended, accuracy against the labels the upload carried, if any."""
+    return jsonify(job_report(_owned_job(job_id)))
 
 
 @bp.delete("/jobs/<uuid:job_id>")
@@ -163,14 +172,15 @@ def cancel_job(job_id: uuid.UUID):
                                  retry=True, retry_policy={"max_retries": 1})
         except (BrokerError, RedisError, OSError):
             pass  # the reconciler delivers it once the broker is back
-    return jsonify(job_json(_owned_job(job_id)))
+    return jsonify(job_report(_owned_job(job_id)))
 
 
 def _item_json(row: dict, classes: list[str]) -> dict:
-    label = row["label"]
+    label, truth = row["label"], row["true_label"]
     return {
         "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
         "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
+        "true_label": truth, "true_class_name": classes[truth] if truth is not None else None,
     }
 
 
@@ -186,10 +196,11 @@ def get_results(job_id: uuid.UUID):
             writer = csv.writer(buf)
             writer.writerow(CSV_HEADER)
             for r in reports.iter_results(svc.engine, job_id):
-                label = r["label"]
+                label, truth = r["label"], r["true_label"]
                 writer.writerow((r["name"], "" if label is None else label,
                                  classes[label] if label is not None else "",
-                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}", r["error"] or ""))
+                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}", r["error"] or "",
+                                 "" if truth is None else truth, classes[truth] if truth is not None else ""))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
                     buf.seek(0)

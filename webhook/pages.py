@@ -1,4 +1,5 @@
-"""A small human page per job (`/jobs/<id>`): progress bar, counts per class, failed items.
+"""A small human page per job (`/jobs/<id>`): progress bar, counts per class, failed items, and for an upload
+that carried labels, its accuracy and confusion matrix (an SVG picture drawn by the template).
 
 Browsers cannot send the API key header, so the API hands the owner a link signed with the server's key.
 """
@@ -39,8 +40,10 @@ def job_page(job_id: uuid.UUID):
     classes = svc.classes
     per_class = sorted(((classes[k], v) for k, v in counts.items()), key=lambda kv: -kv[1])
     finished = job["done"] + job["failed"]
+    ended = job["status"] not in ("queued", "running")
     return render_template(
         "job.html", job=job, per_class=per_class, failed=reports.failed_items(svc.engine, job_id),
+        accuracy=reports.accuracy(svc.engine, job_id, classes) if ended else None,
         percent=100.0 * finished / job["total"] if job["total"] else 100.0, finished=finished,
         refresh=job["status"] in ("queued", "running"),
     )

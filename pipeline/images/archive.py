@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pipeline.images.imaging import sniff_format
+from pipeline.images.imaging import SNIFF_BYTES, sniff_format
 from pipeline.settings import Limits
 
 _EOCD = b"PK\x05\x06"
@@ -123,7 +123,7 @@ def _peek_stored(f: BinaryIO, info: zipfile.ZipInfo, start: int, limits: Limits,
     """
     _charge(info, info.compress_size, limits, min(limits.max_entry_bytes, budget))
     f.seek(start)
-    return f.read(min(16, info.compress_size)), info.compress_size
+    return f.read(min(SNIFF_BYTES, info.compress_size)), info.compress_size
 
 
 def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget: int, keep: bool) -> tuple[bytes, int]:
@@ -140,8 +140,8 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget:
             if not block:
                 break
             n += len(block)
-            if keep or len(out) < 16:
-                out += block if keep else block[: 16 - len(out)]
+            if keep or len(out) < SNIFF_BYTES:
+                out += block if keep else block[: SNIFF_BYTES - len(out)]
             _charge(info, n, limits, cap)
             if n > _RATIO_GRACE and n > limits.max_ratio * max(_consumed(stream, info), 1):
                 raise LimitExceeded(

@@ -4,14 +4,18 @@ Pure functions (bytes in, Pillow image out); the limits are arguments so callers
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Pillow format names we accept; every other format is refused before its decoder runs.
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Pillow format names we accept; every other format is refused before its decoder runs. HEIF (HEIC, what
+# iPhones save) decodes through pillow-heif, AVIF through Pillow's own plugin.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
+SNIFF_BYTES = 32  # how many first bytes `sniff_format` needs (ISO BMFF brands for HEIF and AVIF)
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a large phone photo is 12-48 MP.
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -23,6 +27,9 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
+# ISO base media file format (HEIF, AVIF): a `ftyp` box whose brands say what the file holds.
+_AVIF_BRANDS = (b"avif", b"avis")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
 
 
 class ImageError(ValueError):
@@ -33,10 +40,27 @@ def sniff_format(head: bytes) -> str | None:
     """Return the image format named by the first bytes of a file, or None if it is not one we accept."""
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        # The major brand, then the compatible ones (a `mif1` file may hold AV1: AVIF, or HEVC: HEIC).
+        brands = [head[i:i + 4] for i in range(8, min(len(head), int.from_bytes(head[:4], "big")) - 3, 4)
+                  if i != 12]
+        if any(b in _AVIF_BRANDS for b in brands):
+            return "AVIF"
+        if brands and brands[0] in _HEIF_BRANDS:
+            return "HEIF"
+        return None
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
     return None
+
+
+@functools.cache
+def _register_heif() -> None:
+    # pillow-heif adds Pillow's HEIF opener; registered on the first HEIF image, not at import.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
 
 
 def decode_image(
@@ -52,13 +76,16 @@ def decode_image(
     """
     if not data:
         raise ImageError("empty file")
-    if sniff_format(data[:16]) is None:
-        raise ImageError("not a supported image (JPEG, PNG, WebP, GIF, BMP or TIFF)")
+    kind = sniff_format(data[:SNIFF_BYTES])
+    if kind is None:
+        raise ImageError(f"not a supported image ({FORMAT_NAMES})")
+    if kind == "HEIF":
+        _register_heif()
     try:
         with warnings.catch_warnings():
             # A DecompressionBombWarning is an error here, whatever Pillow's global threshold is.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            img = Image.open(io.BytesIO(data), formats=[kind])  # only the decoder of what the bytes say
             width, height = img.size
             if width <= 0 or height <= 0:
                 raise ImageError("image has no pixels")

@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Sequence
 
-from pipeline.images.archive import ArchiveError, is_zip, scan_archive
-from pipeline.images.imaging import sniff_format
+from pipeline.images import labels as labelling
+from pipeline.images.archive import (
+    ArchiveError,
+    Member,
+    is_zip,
+    read_member,
+    scan_archive,
+)
+from pipeline.images.imaging import FORMAT_NAMES, SNIFF_BYTES, sniff_format
 from pipeline.items import ItemSpec
 from pipeline.settings import Limits
 
@@ -37,11 +46,38 @@ def member_name(raw: str) -> str:
     return _CONTROL.sub("", raw.replace("\\", "/")).lstrip("/")[:1024]
 
 
-def list_items(parts: list[Part], limits: Limits) -> list[ItemSpec]:
+def _labelled(path: Path, members: list[Member], names: list[str], limits: Limits,
+              classes: Sequence[str]) -> tuple[list[int | None], int | None]:
+    """True labels for an archive's members, and the index of the labels.csv that gave them (if one did)."""
+    if not classes:
+        return [None] * len(members), None
+    csvs = [m for m, n in zip(members, names) if n.rsplit("/", 1)[-1].lower() == labelling.LABELS_CSV]
+    csvs = [m for m in csvs if member_name(m.name).count("/") <= 1]  # at the root, or in a zipped folder's root
+    if csvs:
+        sheet = min(csvs, key=lambda m: m.name.count("/"))
+        with zipfile.ZipFile(path) as zf:
+            data = read_member(zf, sheet.index, limits)
+        root = member_name(sheet.name).rpartition("/")[0]
+        relative = [n[len(root) + 1:] if root and n.startswith(root + "/") else n for n in names]
+        try:
+            found = labelling.from_csv(data, relative, classes)
+        except labelling.LabelsError as exc:
+            raise IngestError(str(exc)) from None
+        return [lab if m.is_image else None for m, lab in zip(members, found)], sheet.index
+    found = labelling.from_folders([n for m, n in zip(members, names) if m.is_image], classes)
+    if not found:
+        return [None] * len(members), None
+    in_order = iter(found)
+    return [next(in_order) if m.is_image else None for m in members], None
+
+
+def list_items(parts: list[Part], limits: Limits, classes: Sequence[str] = ()) -> list[ItemSpec]:
     """Every image of the upload, in order: plain images, then each archive's files in directory order.
 
-    Raises IngestError (or ArchiveError) for an empty upload, a part that is neither an image nor a ZIP,
-    an archive without images, or an archive that breaks a limit.
+    With `classes`, an archive with one folder per class or a `labels.csv` at its root gives its images true
+    labels (the labels.csv itself is not an item). Raises IngestError (or ArchiveError) for an empty upload, a
+    part that is neither an image nor a ZIP, an archive without images, a bad labels.csv, or an archive that
+    breaks a limit.
     """
     if not parts:
         raise IngestError("no files uploaded: send one or more parts named 'files'")
@@ -49,7 +85,7 @@ def list_items(parts: list[Part], limits: Limits) -> list[ItemSpec]:
     budget = limits.max_total_bytes
     for part in parts:
         with part.path.open("rb") as f:
-            head = f.read(16)
+            head = f.read(SNIFF_BYTES)
             if not head:
                 raise IngestError(f"{part.filename!r} is empty")
             if is_zip(head):
@@ -61,12 +97,15 @@ def list_items(parts: list[Part], limits: Limits) -> list[ItemSpec]:
                 if not any(m.is_image for m in members):
                     raise IngestError(f"{part.filename!r} contains no images")
                 budget -= sum(m.size for m in members)
-                specs += [ItemSpec(f"{part.filename}/{member_name(m.name)}", part.path.name, m.index) for m in members]
+                names = [member_name(m.name) for m in members]
+                truth, sheet = _labelled(part.path, members, names, limits, classes)
+                specs += [ItemSpec(f"{part.filename}/{n}", part.path.name, m.index, t)
+                          for m, n, t in zip(members, names, truth) if m.index != sheet]
             elif sniff_format(head) is not None:
                 specs.append(ItemSpec(part.filename, part.path.name, None))
             else:
                 raise IngestError(
-                    f"{part.filename!r} is neither an image (JPEG, PNG, WebP, GIF, BMP, TIFF) nor a ZIP archive"
+                    f"{part.filename!r} is neither an image ({FORMAT_NAMES}) nor a ZIP archive"
                 )
         if len(specs) > limits.max_items:
             raise IngestError(f"too many images: a job holds at most {limits.max_items:,}")

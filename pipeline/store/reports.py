@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from sqlalchemy import Engine, func, select
 
@@ -41,8 +41,8 @@ def _owned(api_key_id: uuid.UUID | None):
 
 def _result_rows(job_id: uuid.UUID):
     return (
-        select(items.c.seq, items.c.name, results.c.label, results.c.confidence, results.c.probabilities,
-               results.c.error)
+        select(items.c.seq, items.c.name, items.c.true_label, results.c.label, results.c.confidence,
+               results.c.probabilities, results.c.error)
         .select_from(items.outerjoin(results, (results.c.job_id == items.c.job_id) & (results.c.seq == items.c.seq)))
         .where(items.c.job_id == job_id)
         .order_by(items.c.seq)
@@ -71,6 +71,41 @@ def class_counts(engine: Engine, job_id: uuid.UUID) -> dict[int, int]:
             .group_by(results.c.label)
         ).all()
     return {int(label): int(n) for label, n in rows}
+
+
+def accuracy(engine: Engine, job_id: uuid.UUID, classes: Sequence[str]) -> dict | None:
+    """Accuracy overall and per class, and the confusion matrix (rows: true class, columns: predicted), over
+    the job's items that carried a true label; None when none did.
+
+    Items that failed (no prediction) count against accuracy: a label we could not give is not a right one.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(items.c.true_label, results.c.label, func.count())
+            .select_from(items.join(results, (results.c.job_id == items.c.job_id) & (results.c.seq == items.c.seq)))
+            .where(items.c.job_id == job_id, items.c.true_label.is_not(None))
+            .group_by(items.c.true_label, results.c.label)
+        ).all()
+    if not rows:
+        return None
+    n = len(classes)
+    confusion = [[0] * n for _ in range(n)]
+    failed = [0] * n
+    for truth, predicted, count in rows:
+        if predicted is None:
+            failed[truth] += count
+        else:
+            confusion[truth][predicted] += count
+    per_class = []
+    for i, name in enumerate(classes):
+        images = sum(confusion[i]) + failed[i]
+        if images:
+            per_class.append({"class_name": name, "label": i, "images": images, "correct": confusion[i][i],
+                              "failed": failed[i], "accuracy": confusion[i][i] / images})
+    labelled = sum(c["images"] for c in per_class)
+    correct = sum(c["correct"] for c in per_class)
+    return {"labelled": labelled, "correct": correct, "failed": sum(failed), "accuracy": correct / labelled,
+            "per_class": per_class, "classes": list(classes), "confusion": confusion}
 
 
 def failed_items(engine: Engine, job_id: uuid.UUID, limit: int = 100) -> list[dict]:

@@ -66,6 +66,7 @@ items = Table(
     Column("name", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("member", Integer),
+    Column("true_label", SmallInteger),  # the label the upload gave it (class folders, labels.csv), if any
 )
 
 chunks = Table(

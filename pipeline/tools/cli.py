@@ -178,6 +178,8 @@ def submit(paths: tuple[Path, ...], backend: str | None, pool: str | None, callb
         final = c.wait(job["id"])
         click.echo(f"job {final['id']} {final['status']}: {final['done']} labelled, {final['failed']} failed")
         click.echo(client.summary(list(c.results(job["id"]))))
+        if final.get("accuracy"):
+            click.echo(client.accuracy_summary(final["accuracy"]))
         sys.exit(0 if final["status"] in ("succeeded", "partial") else 1)
 
 

@@ -101,6 +101,19 @@ def summary(items: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def accuracy_summary(report: dict) -> str:
+    """Accuracy against the upload's own labels: overall, then per true class, then the most common mix-ups."""
+    lines = [f"accuracy {100 * report['accuracy']:.1f}%: {report['correct']} of {report['labelled']} labelled images"]
+    width = max(len(c["class_name"]) for c in report["per_class"])
+    lines += [f"  {c['class_name']:<{width}}  {100 * c['accuracy']:5.1f}%  ({c['correct']}/{c['images']})"
+              for c in report["per_class"]]
+    names, m = report["classes"], report["confusion"]
+    pairs = sorted(((m[i][j], i, j) for i in range(len(m)) for j in range(len(m)) if i != j and m[i][j]), reverse=True)
+    if pairs:
+        lines.append("most common mix-ups: " + ", ".join(f"{names[i]} as {names[j]} ({n})" for n, i, j in pairs[:5]))
+    return "\n".join(lines)
+
+
 def from_environment(url: str | None = None, api_key: str | None = None) -> Client:
     """A client for `url`/`api_key`, else FB_URL/FB_API_KEY, else the local stack started by `up`."""
     from pipeline.settings import load_settings

@@ -16,7 +16,7 @@ from typing import Iterator, Union
 from zipstream import ZIP_STORED, ZipStream
 
 from pipeline.images.archive import is_zip
-from pipeline.images.imaging import sniff_format
+from pipeline.images.imaging import SNIFF_BYTES, sniff_format
 
 # One generated ZIP stays below these, so it never needs ZIP64 and never trips the server's per-archive
 # entry limit (FB_MAX_ZIP_ENTRIES, 50,000 by default); a bigger folder becomes several parts of one job.
@@ -44,7 +44,7 @@ class Upload:
 
 def _head(path: Path) -> bytes:
     with path.open("rb") as f:
-        return f.read(16)
+        return f.read(SNIFF_BYTES)
 
 
 def _walk(folder: Path) -> Iterator[Path]:

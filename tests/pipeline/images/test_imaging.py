@@ -4,11 +4,12 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images.imaging import ImageError, decode_image, sniff_format
-from tests.helpers import garment_png
+from pipeline.images.imaging import SNIFF_BYTES, ImageError, decode_image, sniff_format
+from tests.helpers import garment_png, phone_photo
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
@@ -37,6 +38,7 @@ def test_fuzzed_images_fail_with_image_error_only():
     # Given valid files of every format, randomly corrupted (bytes flipped, cut, duplicated)
     rng = random.Random(1234)
     seeds = [garment_png(fmt=f) for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")]
+    seeds += [phone_photo("HEIC"), phone_photo("AVIF")]
     outcomes = {"decoded": 0, "refused": 0}
     for i in range(600):
         data = bytearray(rng.choice(seeds))
@@ -56,3 +58,28 @@ def test_fuzzed_images_fail_with_image_error_only():
         except ImageError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 50 and sum(outcomes.values()) == 600
+
+
+@pytest.mark.parametrize("fmt, name", [("HEIC", "HEIF"), ("AVIF", "AVIF")])
+def test_phone_formats_are_recognised_by_content_and_decoded_upright(fmt, name):
+    # Given a portrait photo stored on its side with EXIF orientation 6, as a phone saves it
+    data = phone_photo(fmt, orientation=6, size=(120, 160))
+    # When it is sniffed and decoded
+    assert sniff_format(data[:SNIFF_BYTES]) == name
+    img = decode_image(data)
+    # Then it is upright: portrait again, the garment's waistband at the top as in the PNG it was made from
+    assert img.size == (120, 160)
+    upright = np.asarray(decode_image(garment_png("trouser", (120, 160))).convert("L"), np.float32)
+    assert np.abs(np.asarray(img.convert("L"), np.float32) - upright).mean() < 12
+
+
+@pytest.mark.parametrize("fmt", ["HEIC", "AVIF"])
+def test_truncated_phone_photos_are_image_errors(fmt):
+    data = phone_photo(fmt)
+    with pytest.raises(ImageError):
+        decode_image(data[: len(data) // 2])
+
+
+def test_other_iso_media_files_are_not_images():
+    # An MP4 video starts with a ftyp box too; it is not a photo
+    assert sniff_format(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom") is None
