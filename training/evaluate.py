@@ -2,6 +2,10 @@
 
     python -m training.evaluate                                     # Fashion-MNIST test, all backends
     python -m training.evaluate --photos ../shared/datasets/realphoto-dev --naive --via-prepare
+    python -m training.evaluate --photos my-photos/ --weights weights --weights runs/mine --backends onnx
+
+With several `--weights`, each weights directory gets its columns side by side (`<dir>/<backend>`). On photos
+it also reports the expected calibration error (15 bins) and writes a reliability diagram per column.
 """
 from __future__ import annotations
 
@@ -20,13 +24,18 @@ from pipeline.images.preprocess import PreprocessConfig, prepare, to_batch
 from pipeline.inference.backends import BACKENDS, load_backend
 from pipeline.inference.manifest import load_manifest
 from pipeline.settings import load_settings
-from training import data, report
+from training import calibration, data, report
 from training.photoset import Photo, load_photos
+
+
+def predict_probs(backend, x: np.ndarray, batch: int = 500) -> np.ndarray:
+    """Probabilities (N,10) for a (N,1,28,28) batch, in chunks."""
+    return np.concatenate([backend.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def predict_all(backend, x: np.ndarray, batch: int = 500) -> np.ndarray:
     """Labels predicted for a (N,1,28,28) batch, in chunks."""
-    return np.concatenate([backend.predict(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return predict_probs(backend, x, batch).argmax(1)
 
 
 def naive_input(data_bytes: bytes, cfg: PreprocessConfig) -> np.ndarray:
@@ -51,8 +60,8 @@ def prepare_all(items: list[bytes], fn: Callable[[bytes], np.ndarray]) -> tuple[
 
 
 def summarize(title: str, y: np.ndarray, preds: dict[str, np.ndarray], classes: list[str],
-              groups: np.ndarray | None = None) -> None:
-    """Print overall, per-class and (if given) per-group accuracy, one column per backend."""
+              groups: np.ndarray | None = None, probs: dict[str, np.ndarray] | None = None) -> None:
+    """Print overall, per-class and (if given) per-group accuracy and ECE, one column per backend."""
     names = list(preds)
     print(f"\n### {title} (n={len(y)})")
     print("| | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
@@ -66,18 +75,22 @@ def summarize(title: str, y: np.ndarray, preds: dict[str, np.ndarray], classes: 
             sel = groups == g
             print(f"| source {g} ({sel.sum()}) | "
                   + " | ".join(f"{(preds[n][sel] == y[sel]).mean():.3f}" for n in names) + " |")
+    if probs is not None:
+        print(f"| ECE ({calibration.ECE_BINS} bins) | "
+              + " | ".join(f"{calibration.ece(probs[n], y):.4f}" for n in names) + " |")
 
 
 def _save_confusions(tag: str, y: np.ndarray, preds: dict[str, np.ndarray], classes: list[str], out: Path) -> None:
     for name, p in preds.items():
-        path = out / f"confusion_{tag}_{name}.png"
+        path = out / f"confusion_{tag}_{name.replace('/', '_')}.png"
         report.write_confusion(y, p, classes, path, title=f"{tag} ({name}), acc {(p == y).mean():.4f}")
     print(f"confusion matrices: {out}/confusion_{tag}_*.png")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate fashion-batch backends on Fashion-MNIST and on photos.")
-    p.add_argument("--weights", type=Path, default=None, help="weights directory (default: FB_WEIGHTS_DIR or weights/)")
+    p.add_argument("--weights", type=Path, action="append", default=None,
+                   help="weights directory (default: FB_WEIGHTS_DIR or weights/); repeat to compare several")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
     p.add_argument("--photos", type=Path, default=None, help="folder or .zip: labels.csv or one folder per class")
     p.add_argument("--no-fmnist", dest="fmnist", action="store_false", help="skip the Fashion-MNIST test set")
@@ -98,17 +111,45 @@ def _label_shares(pred: np.ndarray, classes: list[str]) -> str:
     return ", ".join(f"{classes[i]} {counts[i] / max(len(pred), 1):.0%}" for i in order if counts[i])
 
 
+def _columns(weights: list[Path], backends: list[str], threads: int | None) -> dict[str, tuple]:
+    """{column: (backend, manifest)}: one column per backend, per weights directory when there are several."""
+    names = [w.name or str(w) for w in weights]
+    if len(set(names)) < len(names):
+        names = [str(w) for w in weights]
+    columns = {}
+    for name, w in zip(names, weights):
+        manifest = load_manifest(w)
+        for b in backends:
+            columns[f"{name}/{b}" if len(weights) > 1 else b] = (load_backend(b, manifest=manifest, threads=threads),
+                                                                  manifest)
+    return columns
+
+
+def _by_preprocessing(columns: dict[str, tuple], items: list[bytes], fn) -> tuple[dict, dict, float]:
+    """Probabilities and ok masks per column; items are prepared once per distinct preprocessing config."""
+    prepared: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    probs, oks = {}, {}
+    for col, (backend, manifest) in columns.items():
+        key = repr(manifest.preprocess.to_dict())
+        if key not in prepared:
+            prepared[key] = prepare_all(items, lambda b, cfg=manifest.preprocess: fn(b, cfg))
+        batch, ok, _ = prepared[key]
+        probs[col], oks[col] = predict_probs(backend, batch), ok
+    ms = next(iter(prepared.values()))[2]
+    return probs, oks, ms
+
+
 def main(argv: list[str] | None = None) -> int:
     """Load each backend once, then score every requested dataset with all of them."""
     args = parse_args(argv)
-    manifest = load_manifest(args.weights or load_settings().weights_dir)
-    cfg, classes = manifest.preprocess, manifest.classes
-    backends = {n: load_backend(n, manifest=manifest, threads=args.threads) for n in args.backends.split(",")}
+    weights = args.weights or [load_settings().weights_dir]
+    columns = _columns(weights, args.backends.split(","), args.threads)
+    classes = next(iter(columns.values()))[1].classes
     args.out.mkdir(parents=True, exist_ok=True)
     if args.fmnist:
         x, y = data.load_split("test", args.data_dir)
         x, y = x[: args.limit], y[: args.limit]
-        preds = {n: predict_all(b, data.to_tensor_input(x)) for n, b in backends.items()}
+        preds = {c: predict_all(b, data.to_tensor_input(x)) for c, (b, _) in columns.items()}
         summarize("Fashion-MNIST test, raw tensors", y, preds, classes)
         _save_confusions("fmnist", y, preds, classes, args.out)
         if args.via_prepare:
@@ -117,21 +158,26 @@ def main(argv: list[str] | None = None) -> int:
                 buf = io.BytesIO()
                 Image.fromarray(img).save(buf, format="PNG")
                 pngs.append(buf.getvalue())
-            batch, _, ms = prepare_all(pngs, lambda b: prepare(b, cfg))
-            preds = {n: predict_all(b, batch) for n, b in backends.items()}
+            probs, _, ms = _by_preprocessing(columns, pngs, lambda b, cfg: prepare(b, cfg))
+            preds = {c: p.argmax(1) for c, p in probs.items()}
             summarize(f"Fashion-MNIST test as PNG through prepare ({ms:.2f} ms/image)", y, preds, classes)
     if args.photos is not None:
         photos: list[Photo] = load_photos(args.photos, classes)
         y = np.array([p.label for p in photos])
         groups = np.array([p.source for p in photos])
-        batch, ok, ms = prepare_all([p.data for p in photos], lambda b: prepare(b, cfg))
-        preds = {n: np.where(ok, predict_all(b, batch), -1) for n, b in backends.items()}
-        summarize(f"{args.photos.name}: preprocessed (decode + prepare {ms:.2f} ms/image, "
-                  f"{(~ok).sum()} unreadable)", y, preds, classes, groups)
+        probs, oks, ms = _by_preprocessing(columns, [p.data for p in photos], lambda b, cfg: prepare(b, cfg))
+        preds = {c: np.where(oks[c], p.argmax(1), -1) for c, p in probs.items()}
+        unreadable = int((~next(iter(oks.values()))).sum())
+        summarize(f"{args.photos.name}: preprocessed (decode + prepare {ms:.2f} ms/image, {unreadable} unreadable)",
+                  y, preds, classes, groups, probs)
         _save_confusions("photos", y, preds, classes, args.out)
+        for col, p in probs.items():
+            path = args.out / f"reliability_{col.replace('/', '_')}.png"
+            calibration.write_reliability(p, y, path, title=f"{args.photos.name} ({col})")
+        print(f"reliability diagrams: {args.out}/reliability_*.png")
         if args.naive:
-            batch, ok, ms = prepare_all([p.data for p in photos], lambda b: naive_input(b, cfg))
-            preds = {n: np.where(ok, predict_all(b, batch), -1) for n, b in backends.items()}
+            probs, oks, _ = _by_preprocessing(columns, [p.data for p in photos], lambda b, cfg: naive_input(b, cfg))
+            preds = {c: np.where(oks[c], p.argmax(1), -1) for c, p in probs.items()}
             summarize(f"{args.photos.name}: naive grey + resize baseline", y, preds, classes, groups)
             first = next(iter(preds))
             print(f"naive baseline, labels it gives ({first}): " + _label_shares(preds[first], classes))

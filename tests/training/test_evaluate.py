@@ -69,3 +69,20 @@ def test_label_shares_lists_the_labels_given_most_frequent_first():
     pred = np.array([8, 1, 8, -1, 8])
     # Then the shares are of all images, most frequent first, labels never given left out
     assert _label_shares(pred, CLASSES) == "Bag 60%, Trouser 20%"
+
+
+def test_two_weights_directories_side_by_side_with_calibration(dry_run_weights, csv_folder, tmp_path, capsys):
+    # Given two weights directories (here the same model under two names)
+    import shutil
+
+    other = tmp_path / "candidate"
+    shutil.copytree(dry_run_weights, other)
+    # When evaluate compares them on a labelled photo set
+    assert main(["--weights", str(dry_run_weights), "--weights", str(other), "--backends", "onnx", "--no-fmnist",
+                 "--photos", str(csv_folder), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    # Then each directory has its own column, with accuracy and the calibration error, and a reliability diagram
+    assert f"| {dry_run_weights.name}/onnx | candidate/onnx |" in out
+    ece_row = next(line for line in out.splitlines() if line.startswith("| ECE (15 bins)"))
+    assert len(set(ece_row.split("|")[2:4])) == 1  # the same model: the same figure
+    assert (tmp_path / "o" / "reliability_candidate_onnx.png").is_file()

@@ -94,7 +94,8 @@ def test_a_key_lists_only_its_own_jobs_newest_first(client, api_key, engine):
 
 
 def test_cancel_ends_the_job_and_fails_pending_items(client, api_key):
-    job = upload(client, api_key, [("a.png", garment_png()), ("b.png", garment_png())]).get_json()
+    # Given a job on a pool no test worker serves, so that it is still queued when cancelled
+    job = upload(client, api_key, [("a.png", garment_png()), ("b.png", garment_png())], pool="gpu").get_json()
     resp = client.delete(job["status_url"], headers={"X-API-Key": api_key})
     assert resp.status_code == 200 and resp.get_json()["status"] == "cancelled"
     items = client.get(job["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]
