@@ -93,7 +93,7 @@ class Settings(_FromEnviron):
     fashion_mnist_dir: Path | None = None  # training and evaluation data; None: ../shared/datasets/fashion-mnist
     web_host: str = "127.0.0.1"
     web_port: int = 8000
-    public_url: str | None = None  # base URL clients see; defaults to http://web_host:web_port
+    public_url: str | None = None  # base URL clients see (required in production); links are built from it
     url: str | None = None  # FB_URL: the service the CLI talks to (default: the local stack)
     api_key: str | None = None  # FB_API_KEY: the CLI's key (default: the local stack's development key)
     flower_port: int = 5555
@@ -118,6 +118,7 @@ class Settings(_FromEnviron):
     reconcile_every_s: float = 30.0
     benchmark_every_s: float = 3600.0
     rate_limit_per_minute: int = 60  # job submissions per API key
+    queue_without_workers: bool = False  # accept jobs for a pool no live worker serves (autoscaled fleets)
     keep_uploads: bool = False  # keep spooled uploads after a job ends (they are deleted by default)
     callback_allow_private: bool = False
     callback_timeout_s: float = 10.0
@@ -220,3 +221,6 @@ def validate(s: Settings) -> None:
             raise SettingsError("production needs a real FB_FLOWER_PASSWORD, not a placeholder")
         if (s.secret_key or "").lower() in _PLACEHOLDERS or len(s.secret_key or "") < 16:
             raise SettingsError("production needs FB_SECRET_KEY: at least 16 random characters")
+        if not s.public_url:
+            raise SettingsError("production needs FB_PUBLIC_URL (the URL clients reach the API at): links are "
+                                "never built from a request's Host header")

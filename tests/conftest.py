@@ -53,6 +53,8 @@ def env(servers, tmp_path_factory) -> dict[str, str]:
         "FB_STORAGE_DIR": str(data / "storage"),
         "FB_RATE_LIMIT_PER_MINUTE": "100000",
         "FB_CALLBACK_ALLOW_PRIVATE": "1",
+        # Most API tests stop at the queue, with no worker running; tests/webhook/test_pools.py turns it off.
+        "FB_QUEUE_WITHOUT_WORKERS": "1",
         "FB_WORKER_POOL": "cpu",
     }
 

@@ -6,11 +6,12 @@ import io
 import os
 import uuid
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from pipeline.blobs import local as storage
+from pipeline import pools
 from pipeline.callbacks import CallbackURLError, check_url
 from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
@@ -19,11 +20,20 @@ from pipeline.store import jobs, reports
 from webhook import auth, pages
 from webhook.errors import ApiError
 from webhook.extensions import services
+from webhook.links import external_url
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
 CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name")
 MAX_PAGE = 10_000
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A text cell a spreadsheet will not run: one that starts like a formula gets a leading quote (OWASP)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def _iso(ts) -> str | None:
@@ -37,10 +47,18 @@ def job_json(job: dict) -> dict:
         "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
         "backend": job["backend"], "pool": job["pool"], "created_at": _iso(job["created_at"]),
         "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
-        "status_url": url_for("api.get_job", job_id=jid, _external=True),
-        "results_url": url_for("api.get_results", job_id=jid, _external=True),
+        "status_url": external_url("api.get_job", job_id=jid),
+        "results_url": external_url("api.get_results", job_id=jid),
         "page_url": pages.page_url(jid),
     }
+
+
+def _live_workers(pool: str) -> int:
+    try:
+        return pools.live_workers(services().redis, pool)
+    except RedisError:
+        raise ApiError(503, "the job queue (Redis) is unavailable; nothing was recorded, try again shortly",
+                       {"Retry-After": "10"}) from None
 
 
 def _owned_job(job_id: uuid.UUID) -> dict:
@@ -78,6 +96,10 @@ def create_job():
     backend = _choice("backend", settings.default_backend, BACKENDS)
     if backend not in settings.backends_for(pool):
         raise ApiError(400, f"backend {backend!r} is not served by the {pool} pool")
+    if not settings.queue_without_workers and _live_workers(pool) == 0:
+        raise ApiError(503, f"no worker serves the {pool} pool right now; nothing was recorded (start one, or set "
+                            "FB_QUEUE_WITHOUT_WORKERS=1 to queue jobs for workers that are yet to come)",
+                       {"Retry-After": "30"})
     callback_url = (request.form.get("callback_url") or "").strip() or None
     if callback_url:
         try:
@@ -144,6 +166,12 @@ def _page_args(default_limit: int, max_limit: int) -> tuple[int, int]:
 def job_report(job: dict) -> dict:
     """`job_json` plus, once a job whose upload carried labels has ended, its accuracy report."""
     body = job_json(job)
+    if job["status"] == "queued":
+        try:
+            if pools.live_workers(services().redis, job["pool"]) == 0:
+                body["waiting_for"] = f"no worker serves the {job['pool']} pool yet"
+        except RedisError:
+            body["waiting_for"] = "the job queue (Redis) is unavailable"
     if job["status"] in jobs.FINAL:
         svc = services()
         body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes)
@@ -197,9 +225,10 @@ def get_results(job_id: uuid.UUID):
             writer.writerow(CSV_HEADER)
             for r in reports.iter_results(svc.engine, job_id):
                 label, truth = r["label"], r["true_label"]
-                writer.writerow((r["name"], "" if label is None else label,
+                writer.writerow((csv_cell(r["name"]), "" if label is None else label,
                                  classes[label] if label is not None else "",
-                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}", r["error"] or "",
+                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}",
+                                 csv_cell(r["error"] or ""),
                                  "" if truth is None else truth, classes[truth] if truth is not None else ""))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
@@ -215,6 +244,6 @@ def get_results(job_id: uuid.UUID):
     return jsonify(
         id=str(job_id), status=job["status"], total=job["total"], offset=offset, limit=limit,
         items=[_item_json(r, classes) for r in page],
-        next=url_for("api.get_results", job_id=str(job_id), offset=nxt, limit=limit, _external=True)
+        next=external_url("api.get_results", job_id=str(job_id), offset=nxt, limit=limit)
         if nxt < job["total"] else None,
     )

@@ -9,10 +9,11 @@ import hashlib
 import hmac
 import uuid
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request
 
 from pipeline.store import reports
 from webhook.extensions import services
+from webhook.links import external_url
 
 bp = Blueprint("pages", __name__)
 
@@ -24,7 +25,7 @@ def _token(job_id: str) -> str:
 
 def page_url(job_id: str) -> str:
     """The signed link to the job's page."""
-    return url_for("pages.job_page", job_id=job_id, t=_token(job_id), _external=True)
+    return external_url("pages.job_page", job_id=job_id, t=_token(job_id))
 
 
 @bp.get("/jobs/<uuid:job_id>")

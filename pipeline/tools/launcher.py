@@ -113,10 +113,14 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
 
 
 def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dict[str, str], timeout_s: float) -> None:
+    import redis
     from celery import Celery
+
+    from pipeline import pools
 
     deadline = time.monotonic() + timeout_s
     probe = Celery(broker=env["REDIS_URL"])
+    beats = redis.Redis.from_url(env["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2)
     web_ok = worker_ok = False
     while not (web_ok and worker_ok):
         for name, p in procs.items():
@@ -130,7 +134,8 @@ def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dic
             except requests.RequestException:
                 pass
         if not worker_ok:
-            worker_ok = bool(probe.control.ping(timeout=1.0))
+            # Ready when it answers a ping and its heartbeat is in, so the API accepts jobs for its pool.
+            worker_ok = bool(probe.control.ping(timeout=1.0)) and pools.live_workers(beats, "cpu") > 0
         time.sleep(0.3)
 
 

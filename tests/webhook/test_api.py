@@ -1,6 +1,7 @@
 """The HTTP API against real PostgreSQL and Redis (no worker needed: these tests stop at the queue)."""
 from __future__ import annotations
 
+import csv
 import io
 import uuid
 import zipfile
@@ -110,6 +111,36 @@ def test_results_csv_has_the_documented_header(client, api_key):
     lines = resp.get_data(as_text=True).splitlines()
     assert lines[0] == "name,label,class_name,confidence,error,true_label,true_class_name"
     assert lines[1].startswith('"a,b.png",')
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(client, api_key):
+    # Given photos whose names a spreadsheet would run as formulas
+    names = ["=1+2.jpg", "+cmd.png", "-2+3.png", "@SUM(A1).png", "plain=ok.png"]  # (control characters are
+    # stripped from names on arrival, so a tab or carriage return never starts one)
+    job = upload(client, api_key, [(n, garment_png()) for n in names]).get_json()
+    # When the CSV is downloaded
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(job["results_url"] + "?format=csv", headers={"X-API-Key": api_key}).get_data(as_text=True))))
+    # Then each such cell starts with a quote, so it is text; other names are as sent
+    assert [r["name"] for r in rows] == ["'=1+2.jpg", "'+cmd.png", "'-2+3.png", "'@SUM(A1).png", "plain=ok.png"]
+    # And an error message or any cell is treated the same way, tab and carriage return included
+    from webhook.api import csv_cell
+
+    assert [csv_cell(c) for c in ("\tcmd", "\rcmd", "ok")] == ["'\tcmd", "'\rcmd", "ok"]
+
+
+def test_links_come_from_the_public_url_never_from_the_host_header(settings, api_key):
+    from webhook import create_app
+
+    # Given a service whose public URL is set, and a request that claims another host
+    client = create_app(settings.replace(public_url="https://batch.example.com/fb")).test_client()
+    resp = upload(client, api_key, [("a.png", garment_png())])
+    body = client.get(resp.get_json()["status_url"].replace("https://batch.example.com/fb", ""),
+                      headers={"X-API-Key": api_key, "Host": "evil.example"}).get_json()
+    # Then every link the API hands out starts with the public URL
+    for field in ("status_url", "results_url", "page_url"):
+        assert body[field].startswith("https://batch.example.com/fb/"), body[field]
+    assert "evil" not in resp.get_data(as_text=True) + str(body)
 
 
 def test_healthz_reports_database_and_broker(client):
