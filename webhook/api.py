@@ -9,14 +9,16 @@ import uuid
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 
-from pipeline.blobs import local as storage
 from pipeline import pools
+from pipeline.blobs import local as storage
 from pipeline.callbacks import CallbackURLError, check_url
 from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
 from pipeline.settings import BACKENDS, POOLS
-from pipeline.store import jobs, reports
+from pipeline.store import idempotency, jobs, reports
+from pipeline.store.idempotency import Claim, request_hash
 from webhook import auth, pages
 from webhook.errors import ApiError
 from webhook.extensions import services
@@ -108,6 +110,9 @@ def create_job():
             raise ApiError(400, str(exc)) from None
     if not files:
         raise ApiError(400, "no files uploaded: send one or more multipart parts named 'files'")
+    idem_key = (request.headers.get("Idempotency-Key") or "").strip() or None
+    if idem_key is not None and (len(idem_key) > 255 or not idem_key.isprintable()):
+        raise ApiError(400, "Idempotency-Key must be at most 255 printable characters")
 
     job_id = uuid.uuid4()
     folder = storage.job_dir(settings.storage_dir, job_id)
@@ -119,6 +124,13 @@ def create_job():
             target = folder / f"part-{i:05d}"
             os.replace(fs.stream.name, target)
             parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}")))
+        claim = None
+        if idem_key is not None:
+            fields = {"backend": backend, "pool": pool, "callback_url": callback_url or ""}
+            claim = Claim(idem_key, request_hash(fields, [(p.filename, p.path) for p in parts]))
+            if (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
+                storage.remove_job_files(settings.storage_dir, job_id)
+                return _replay(earlier, claim)
         try:
             specs = list_items(parts, settings.limits, svc.classes)
         except LimitExceeded as exc:
@@ -128,8 +140,14 @@ def create_job():
         chunk_ids = jobs.create_job(
             svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
             callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
-            first_chunk_size=settings.first_chunk_size,
+            first_chunk_size=settings.first_chunk_size, idempotency=claim,
         )
+    except IntegrityError:
+        # A twin request with the same Idempotency-Key committed first: answer with its job.
+        storage.remove_job_files(settings.storage_dir, job_id)
+        if claim is None or (earlier := idempotency.find(svc.engine, g.api_key.id, claim.key)) is None:
+            raise
+        return _replay(earlier, claim)
     except Exception:
         storage.remove_job_files(settings.storage_dir, job_id)
         raise
@@ -144,6 +162,16 @@ def create_job():
     jobs.mark_enqueued(svc.engine, chunk_ids)
     body = job_json(reports.job_status(svc.engine, job_id, g.api_key.id))
     return jsonify(body), 202, {"Location": body["status_url"]}
+
+
+def _replay(earlier: tuple[uuid.UUID, str], claim: Claim):
+    """The answer to a submission whose Idempotency-Key was used before: that job, or 422 if the upload differs."""
+    job_id, digest = earlier
+    if digest != claim.request_hash:
+        raise ApiError(422, f"Idempotency-Key {claim.key!r} was already used for another upload (job {job_id}); "
+                            "use a new key for a new job")
+    body = job_json(reports.job_status(services().engine, job_id, g.api_key.id))
+    return jsonify(body), 200, {"Location": body["status_url"], "Idempotent-Replayed": "true"}
 
 
 @bp.get("/jobs")

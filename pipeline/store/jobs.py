@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pipeline.items import ItemSpec, Outcome
+from pipeline.store.idempotency import Claim
+from pipeline.store.idempotency import record as idempotency_record
 from pipeline.store.schema import callbacks, chunks, items, jobs, results
 
 FINAL = ("succeeded", "partial", "failed", "cancelled")
@@ -63,8 +65,12 @@ def create_job(
     specs: Sequence[ItemSpec],
     chunk_size: int,
     first_chunk_size: int,
+    idempotency: Claim | None = None,
 ) -> list[int]:
-    """Record a job, its items and its chunks in one transaction; return the chunk ids to enqueue."""
+    """Record a job, its items and its chunks in one transaction; return the chunk ids to enqueue.
+
+    With `idempotency`, the key is recorded in the same transaction (IntegrityError if a twin got there first).
+    """
     with engine.begin() as conn:
         conn.execute(
             insert(jobs).values(
@@ -78,6 +84,8 @@ def create_job(
                 cur.copy("copy items (job_id, seq, name, source, member, true_label) from stdin") as copy:
             for i, s in enumerate(specs):
                 copy.write_row((job_id, i, s.name, s.source, s.member, s.true_label))
+        if idempotency is not None:
+            idempotency_record(conn, api_key_id, idempotency, job_id)
         bounds = plan_chunks(len(specs), chunk_size, first_chunk_size)
         ids = conn.execute(
             insert(chunks).returning(chunks.c.id, sort_by_parameter_order=True),

@@ -129,6 +129,17 @@ callback_attempts = Table(
     _now(),
 )
 
+# `Idempotency-Key` on POST /v1/jobs: per API key, the job a key made and a hash of the upload it came with.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request_hash", Text, nullable=False),
+    Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    _now(),
+)
+
 benchmarks = Table(
     "benchmarks",
     metadata,
