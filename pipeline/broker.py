@@ -26,6 +26,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         task_queues=[Queue(name) for name in (*POOLS, "control")],
         task_default_queue="control",
         task_routes={"workers.tasks.reconcile": {"queue": "control"},
+                     "workers.tasks.dispatch": {"queue": "control"},
                      "workers.tasks.deliver_callback": {"queue": "control"}},
         task_serializer="json",
         accept_content=["json"],
@@ -45,7 +46,16 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
+        # Beat keeps its schedule and a lock in Redis (celery-redbeat): one beat sends the periodic tasks; a
+        # second one stands by and takes over once the lock lapses (the first was killed) or is released.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=broker_url(settings),
+        redbeat_key_prefix="fb:redbeat",
+        redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        beat_max_loop_interval=max(1.0, settings.beat_lock_timeout_s / 5),
         beat_schedule={
+            "dispatch": {"task": "workers.tasks.dispatch", "schedule": settings.dispatch_every_s,
+                         "options": {"queue": "control", "expires": settings.dispatch_every_s * 2}},
             "reconcile": {"task": "workers.tasks.reconcile", "schedule": settings.reconcile_every_s,
                           "options": {"queue": "control", "expires": settings.reconcile_every_s * 2}},
             **{

@@ -104,7 +104,7 @@ class Settings(_FromEnviron):
     default_backend: str = "onnx"
     cpu_backends: Names = BACKENDS
     gpu_backends: Names = ("eager", "torchscript", "onnx")
-    worker_pool: Literal["cpu", "gpu"] = "cpu"  # the pool a worker process serves
+    worker_pool: Literal["cpu", "gpu", "control"] = "cpu"  # the pool a worker serves; control: no models
     infer_threads: int = 1  # intra-op threads per worker process
     # Measured with `fashion-batch bench` (2 cores, 10,000 photos): 512 beat 256 and 128 on throughput, and a
     # first chunk of 16 brings the first result ~50 ms sooner than 32 at no cost (README: Performance).
@@ -113,9 +113,15 @@ class Settings(_FromEnviron):
     worker_concurrency: int = 0  # 0: one process per core
     task_time_limit_s: int = 300  # hard limit per chunk; a hung decoder is killed and its chunk retried
     visibility_timeout_s: int = 900  # must exceed task_time_limit_s (checked at start-up)
-    max_chunk_attempts: int = 3  # starts before a chunk is split into single items, or a single item fails
-    stale_chunk_s: int = 600  # a queued/running chunk untouched this long is re-sent by the reconciler
+    max_chunk_attempts: int = 3  # lost attempts before a chunk is bisected, or a single image failed as poison
+    lease_s: float = 20.0  # a worker's hold on a chunk, renewed while it works; lapsed, another takes over
+    item_time_limit_s: float = 30.0  # decode + preprocess of one image; past it that image alone fails
+    drain_budget_s: float = 60.0  # a worker process takes chunks for this long per wake-up, then hands over
+    wakeups: int = 8  # wake-up messages kept waiting per pool while it has claimable chunks
+    dispatch_every_s: float = 2.0  # how often beat tops up the wake-ups (the stranded-job safety net)
+    interactive_max_images: int = 100  # jobs this small are interactive unless they say otherwise
     reconcile_every_s: float = 30.0
+    beat_lock_timeout_s: int = 15  # a killed beat's stand-by takes over within this
     benchmark_every_s: float = 3600.0
     rate_limit_per_minute: int = 60  # job submissions per API key
     queue_without_workers: bool = False  # accept jobs for a pool no live worker serves (autoscaled fleets)
@@ -212,6 +218,11 @@ def validate(s: Settings) -> None:
         )
     if s.chunk_size < 1 or s.first_chunk_size < 1:
         raise SettingsError("FB_CHUNK_SIZE and FB_FIRST_CHUNK_SIZE must be at least 1")
+    if s.drain_budget_s >= s.task_time_limit_s:
+        raise SettingsError(f"FB_DRAIN_BUDGET_S ({s.drain_budget_s:g}) must be shorter than FB_TASK_TIME_LIMIT_S "
+                            f"({s.task_time_limit_s}): a worker hands over before its task's hard limit")
+    if s.lease_s < 3 * 1.0 or s.item_time_limit_s <= 0:
+        raise SettingsError("FB_LEASE_S must be at least 3 s and FB_ITEM_TIME_LIMIT_S positive")
     if s.infer_threads < 1:
         raise SettingsError("FB_INFER_THREADS must be at least 1")
     if s.env == "production":

@@ -5,6 +5,7 @@ import csv
 import io
 import os
 import uuid
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from kombu.exceptions import OperationalError as BrokerError
@@ -17,7 +18,7 @@ from pipeline.callbacks import CallbackURLError, check_url
 from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
 from pipeline.settings import BACKENDS, POOLS
-from pipeline.store import idempotency, jobs, reports
+from pipeline.store import idempotency, jobs, leases, reports
 from pipeline.store.idempotency import Claim, request_hash
 from webhook import auth, pages
 from webhook.errors import ApiError
@@ -26,6 +27,7 @@ from webhook.links import external_url
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
+PRIORITIES = ("interactive", "bulk")
 CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name")
 MAX_PAGE = 10_000
 
@@ -47,7 +49,8 @@ def job_json(job: dict) -> dict:
     jid = str(job["id"])
     return {
         "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
-        "backend": job["backend"], "pool": job["pool"], "created_at": _iso(job["created_at"]),
+        "backend": job["backend"], "pool": job["pool"], "priority": job["priority"],
+        "not_before": _iso(job["not_before"]), "created_at": _iso(job["created_at"]),
         "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
         "status_url": external_url("api.get_job", job_id=jid),
         "results_url": external_url("api.get_results", job_id=jid),
@@ -77,14 +80,34 @@ def _choice(field: str, default: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def publish_chunks(chunk_ids: list[int], pool: str) -> None:
-    """Hand the chunks to the broker over one connection, giving up quickly if it is down."""
+def publish_wakeups(n_chunks: int, pool: str) -> None:
+    """Wake up to FB_WAKEUPS workers of `pool` over one connection, giving up quickly if the broker is down.
+
+    Only a wake-up: workers lease the chunks from PostgreSQL, so if this process dies before (or while)
+    publishing, beat's dispatch wakes them within FB_DISPATCH_EVERY_S anyway.
+    """
     app = services().celery
     policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
     with app.producer_or_acquire() as producer:
-        for cid in chunk_ids:
-            app.send_task("workers.tasks.classify_chunk", args=(cid,), queue=pool, producer=producer,
+        for _ in range(min(n_chunks, services().settings.wakeups)):
+            app.send_task("workers.tasks.drain", args=(pool,), queue=pool, producer=producer,
                           retry=True, retry_policy=policy)
+
+
+def _priority(total: int) -> str:
+    default = "interactive" if total <= services().settings.interactive_max_images else "bulk"
+    return _choice("priority", default, PRIORITIES)
+
+
+def _not_before() -> datetime | None:
+    raw = (request.form.get("not_before") or "").strip()
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"not_before must be an ISO 8601 time (2026-12-24T22:00:00Z), got {raw!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 @bp.post("/jobs")
@@ -141,6 +164,7 @@ def create_job():
             svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
             callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
             first_chunk_size=settings.first_chunk_size, idempotency=claim,
+            priority=_priority(len(specs)), not_before=_not_before(),
         )
     except IntegrityError:
         # A twin request with the same Idempotency-Key committed first: answer with its job.
@@ -152,14 +176,13 @@ def create_job():
         storage.remove_job_files(settings.storage_dir, job_id)
         raise
     try:
-        publish_chunks(chunk_ids, pool)
+        publish_wakeups(len(chunk_ids), pool)
     except (BrokerError, RedisError, OSError):
         # Not enqueued means not accepted: forget the job so the client can simply send it again.
         jobs.delete_job(svc.engine, job_id)
         storage.remove_job_files(settings.storage_dir, job_id)
         raise ApiError(503, "the job queue (Redis) is unavailable; nothing was recorded, try again shortly",
                        {"Retry-After": "10"}) from None
-    jobs.mark_enqueued(svc.engine, chunk_ids)
     body = job_json(reports.job_status(svc.engine, job_id, g.api_key.id))
     return jsonify(body), 202, {"Location": body["status_url"]}
 
@@ -195,6 +218,7 @@ def job_report(job: dict) -> dict:
     """`job_json` plus, once a job whose upload carried labels has ended, its accuracy report."""
     body = job_json(job)
     if job["status"] == "queued":
+        body["queued_behind"] = leases.queued_behind(services().engine, job)  # chunks served before its first
         try:
             if pools.live_workers(services().redis, job["pool"]) == 0:
                 body["waiting_for"] = f"no worker serves the {job['pool']} pool yet"

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from pipeline.blobs.local import ItemReader
 from pipeline.settings import Settings
 from pipeline.store import engine as db
+from pipeline.store import leases
 
 log = logging.getLogger(__name__)
 _settings: Settings | None = None
@@ -37,6 +38,7 @@ class Runtime:
     manifest: object
     reader: ItemReader
     pid: int
+    holder: str  # this process's name as a chunk lease holder
 
     def read(self, job_id, spec) -> bytes:
         """An item's bytes (through the test-only fault hook when one is configured)."""
@@ -70,6 +72,8 @@ def _check_weights(**_: object) -> None:
     # tampered with. Celery swallows a signal handler's exceptions, but not SystemExit.
     from pipeline.inference.manifest import WeightsError, load_manifest, verified_path
 
+    if worker_pool() == "control":
+        return  # loads no model
     try:
         manifest = load_manifest(_settings.weights_dir)
         for name in _settings.backends_for(worker_pool()):
@@ -112,14 +116,14 @@ def current() -> Runtime:
     manifest = load_manifest(s.weights_dir)
     backends = {
         name: load_backend(name, s.weights_dir, device=device, threads=threads, manifest=manifest)
-        for name in s.backends_for(pool)
+        for name in (s.backends_for(pool) if pool != "control" else ())  # control: callbacks, dispatch
     }
     log.info("pid %s loaded %s on %s in %.2f s", os.getpid(), ", ".join(backends), device,
              time.perf_counter() - started)
     _state = Runtime(
         settings=s, pool=pool, device=device, engine=engine(),
         backends=backends, manifest=manifest, reader=ItemReader(s.storage_dir, s.limits),
-        pid=os.getpid(),
+        pid=os.getpid(), holder=leases.holder_id(),
     )
     return _state
 

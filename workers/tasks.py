@@ -1,59 +1,68 @@
-"""Celery tasks: thin and idempotent. They load rows by id, call `pipeline`, write results, and retry."""
+"""Celery tasks: thin and idempotent. Messages only wake workers up; the work itself is leased from PostgreSQL.
+
+`drain(pool)` takes chunks of `pool` one after another (fairly, under a lease) for up to FB_DRAIN_BUDGET_S,
+then hands over. `dispatch` (beat, every FB_DISPATCH_EVERY_S) keeps a few wake-ups waiting for each pool
+that has claimable chunks, so a job whose wake-ups were never sent, or whose worker died, is picked up within
+seconds, and the queue never piles up duplicates.
+"""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
+import redis
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline.inference.classify import classify_items
-from pipeline.items import Outcome
-from pipeline.store import jobs
+from pipeline.store import jobs, leases
 from pipeline.store import reconcile as rec
 from workers import runtime
+from workers.chunks import POISON_ERROR, work_chunk  # noqa: F401 - POISON_ERROR is part of this module's API
 
 log = logging.getLogger(__name__)
 # Lost connections and restarting servers; a programming error is not retried forever.
 TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError)
 _RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=None)
-POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
 
 
-@shared_task(bind=True, name="workers.tasks.classify_chunk", **_RETRY)
-def classify_chunk(self, chunk_id: int) -> dict:
-    """Classify one chunk of a job and store its results (a redelivered chunk changes nothing)."""
+@shared_task(bind=True, name="workers.tasks.drain", **_RETRY)
+def drain(self, pool: str) -> dict:
+    """Work chunks of `pool` until none is claimable or the budget is spent (a duplicate wake-up is harmless)."""
     rt = runtime.current()
-    work = jobs.claim_chunk(rt.engine, chunk_id)
-    if work is None:
-        return {"chunk": chunk_id, "skipped": True}
-    if work.attempts > rt.settings.max_chunk_attempts:
-        if len(work.seqs) > 1:
-            # Lost on every attempt: retry each item on its own, so one bad image cannot stall the rest.
-            for child in jobs.split_chunk(rt.engine, work):
-                classify_chunk.apply_async((child,), queue=work.pool)
-            return {"chunk": chunk_id, "split": len(work.seqs)}
-        # A poison item: it killed or hung its process on every attempt. Fail it alone.
-        outcomes = [Outcome(s, error=POISON_ERROR.format(n=work.attempts - 1)) for s in work.seqs]
-    elif (backend := rt.backends.get(work.backend)) is None:
-        outcomes = [Outcome(s, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
-                    for s in work.seqs]
-    else:
-        from pipeline.images.preprocess import prepare
+    deadline = time.monotonic() + rt.settings.drain_budget_s
+    worked = 0
+    while time.monotonic() < deadline:
+        work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s)
+        if work is None:
+            return {"pool": pool, "chunks": worked}
+        work_chunk(rt, work, job_ended)
+        worked += 1
+    drain.apply_async((pool,), queue=pool)  # there may be more: hand over, so other messages get their turn
+    return {"pool": pool, "chunks": worked, "handed_over": True}
 
-        cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
-        outcomes = classify_items(
-            work.seqs, work.items,
-            read=lambda spec: rt.read(work.job_id, spec),
-            prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
-            predict=backend.predict,
-        )
-    final = jobs.write_results(rt.engine, work, outcomes)
-    if final is not None:
-        job_ended(work.job_id)
-    return {"chunk": chunk_id, "items": len(outcomes), "job_final": final}
+
+def wake(app, pool: str, n: int, producer=None, retry_policy: dict | None = None) -> None:
+    """Publish `n` wake-ups for `pool` (the web service and `dispatch` both call this)."""
+    for _ in range(n):
+        app.send_task("workers.tasks.drain", args=(pool,), queue=pool, producer=producer, retry=True,
+                      retry_policy=retry_policy or {"max_retries": 2})
+
+
+@shared_task(bind=True, name="workers.tasks.dispatch", **_RETRY)
+def dispatch(self) -> dict:
+    """Top up each pool's waiting wake-ups to min(claimable chunks, FB_WAKEUPS)."""
+    s, engine = runtime.settings(), runtime.engine()
+    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    sent = {}
+    for pool, claimable in leases.claimable_counts(engine).items():
+        missing = min(claimable, s.wakeups) - int(client.llen(pool))
+        if missing > 0:
+            wake(self.app, pool, missing)
+            sent[pool] = missing
+    return {"woken": sent}
 
 
 def job_ended(job_id: uuid.UUID) -> None:
@@ -80,14 +89,8 @@ def deliver_callback(self, callback_id: int) -> str:
 
 @shared_task(bind=True, name="workers.tasks.reconcile", **_RETRY)
 def reconcile(self) -> dict:
-    """Re-send chunks whose messages were lost and callbacks whose retry time has come."""
-    s, engine = runtime.settings(), runtime.engine()
-    lost = rec.stale_chunks(engine, s.stale_chunk_s)
-    for chunk_id, pool in lost:
-        classify_chunk.apply_async((chunk_id,), queue=pool)
-    due = rec.due_callbacks(engine)
+    """Send callbacks whose retry time has come."""
+    due = rec.due_callbacks(runtime.engine())
     for cb in due:
         deliver_callback.apply_async((cb,), queue="control")
-    if lost:
-        log.warning("re-sent %d chunks presumed lost", len(lost))
-    return {"resent_chunks": len(lost), "callbacks": len(due)}
+    return {"callbacks": len(due)}

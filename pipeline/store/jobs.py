@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from datetime import datetime
+from typing import Sequence
 
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     delete,
     func,
     insert,
@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from pipeline.items import ItemSpec, Outcome
 from pipeline.store.idempotency import Claim
 from pipeline.store.idempotency import record as idempotency_record
-from pipeline.store.schema import callbacks, chunks, items, jobs, results
+from pipeline.store.schema import callbacks, chunks, jobs, results
 
 FINAL = ("succeeded", "partial", "failed", "cancelled")
 
@@ -66,6 +66,8 @@ def create_job(
     chunk_size: int,
     first_chunk_size: int,
     idempotency: Claim | None = None,
+    priority: str = "bulk",
+    not_before: datetime | None = None,
 ) -> list[int]:
     """Record a job, its items and its chunks in one transaction; return the chunk ids to enqueue.
 
@@ -75,7 +77,7 @@ def create_job(
         conn.execute(
             insert(jobs).values(
                 id=job_id, api_key_id=api_key_id, status="queued", backend=backend, pool=pool,
-                total=len(specs), callback_url=callback_url,
+                total=len(specs), callback_url=callback_url, priority=priority, not_before=not_before,
             )
         )
         # COPY, in this transaction: no job can start before it commits, and for 10,000 items COPY takes
@@ -100,74 +102,21 @@ def delete_job(engine: Engine, job_id: uuid.UUID) -> None:
         conn.execute(delete(jobs).where(jobs.c.id == job_id))
 
 
-def mark_enqueued(conn_or_engine: Engine | Connection, chunk_ids: Iterable[int]) -> None:
-    """Note that these chunks' messages were handed to the broker."""
-    ids = list(chunk_ids)
-    owners = select(chunks.c.job_id).where(chunks.c.id.in_(ids))
-    lock = select(jobs.c.id).where(jobs.c.id.in_(owners)).order_by(jobs.c.id).with_for_update()  # job first
-    stmt = update(chunks).where(chunks.c.id.in_(ids)).values(enqueued_at=func.now(), updated_at=func.now())
-    if isinstance(conn_or_engine, Engine):
-        with conn_or_engine.begin() as conn:
-            conn.execute(lock)
-            conn.execute(stmt)
-    else:
-        conn_or_engine.execute(lock)
-        conn_or_engine.execute(stmt)
-
-
-def claim_chunk(engine: Engine, chunk_id: int) -> ChunkWork | None:
-    """Start (or restart) a chunk: count the attempt and return its items that still lack a result.
-
-    Returns None when there is nothing to do (chunk finished, split or cancelled, job ended or deleted).
-    """
-    with engine.begin() as conn:
-        job_id = conn.execute(select(chunks.c.job_id).where(chunks.c.id == chunk_id)).scalar()
-        if job_id is None:
-            return None
-        _lock_job(conn, job_id)
-        row = conn.execute(
-            select(chunks, jobs.c.backend, jobs.c.pool, jobs.c.status.label("job_status"))
-            .join(jobs, jobs.c.id == chunks.c.job_id)
-            .where(chunks.c.id == chunk_id)
-            .with_for_update(of=chunks)
-        ).mappings().first()
-        if row is None or row["status"] in ("done", "split", "cancelled") or row["job_status"] in FINAL:
-            return None
-        attempts = row["attempts"] + 1
-        conn.execute(
-            update(chunks).where(chunks.c.id == chunk_id).values(
-                status="running", attempts=attempts, started_at=func.now(), updated_at=func.now()
-            )
-        )
-        conn.execute(
-            update(jobs).where(jobs.c.id == row["job_id"], jobs.c.status == "queued")
-            .values(status="running", started_at=func.now())
-        )
-        pending = conn.execute(
-            select(items.c.seq, items.c.name, items.c.source, items.c.member)
-            .outerjoin(results, and_(results.c.job_id == items.c.job_id, results.c.seq == items.c.seq))
-            .where(items.c.job_id == row["job_id"], items.c.seq >= row["start_seq"], items.c.seq < row["end_seq"],
-                   results.c.seq.is_(None))
-            .order_by(items.c.seq)
-        ).all()
-    return ChunkWork(
-        chunk_id=chunk_id, job_id=row["job_id"], backend=row["backend"], pool=row["pool"], attempts=attempts,
-        size=row["end_seq"] - row["start_seq"],
-        items=[ItemSpec(r.name, r.source, r.member) for r in pending], seqs=[r.seq for r in pending],
-    )
-
-
-def split_chunk(engine: Engine, work: ChunkWork) -> list[int]:
-    """Replace a chunk that keeps failing by one chunk per pending item, so a poison item fails alone."""
+def bisect_chunk(engine: Engine, work: ChunkWork) -> list[int]:
+    """Replace a chunk that keeps failing by two halves of its pending items, so a poison item is cornered in
+    a few rounds while the good ones go on; returns the new chunk ids (none if nothing was pending)."""
     with engine.begin() as conn:
         _lock_job(conn, work.job_id)
-        conn.execute(update(chunks).where(chunks.c.id == work.chunk_id).values(status="split", updated_at=func.now()))
+        conn.execute(update(chunks).where(chunks.c.id == work.chunk_id)
+                     .values(status="split", leased_by=None, lease_until=None, updated_at=func.now()))
         if not work.seqs:
             return []
+        half = (len(work.seqs) + 1) // 2
+        halves = [work.seqs[:half], work.seqs[half:]] if len(work.seqs) > 1 else [work.seqs]
         return list(conn.execute(
             insert(chunks).returning(chunks.c.id, sort_by_parameter_order=True),
-            [{"job_id": work.job_id, "pool": work.pool, "start_seq": s, "end_seq": s + 1, "status": "queued"}
-             for s in work.seqs],
+            [{"job_id": work.job_id, "pool": work.pool, "start_seq": h[0], "end_seq": h[-1] + 1, "status": "queued"}
+             for h in halves if h],
         ).scalars().all())
 
 
@@ -189,7 +138,7 @@ def write_results(engine: Engine, work: ChunkWork, outcomes: Sequence[Outcome]) 
             )
         conn.execute(
             update(chunks).where(chunks.c.id == work.chunk_id)
-            .values(status="done", finished_at=func.now(), updated_at=func.now())
+            .values(status="done", finished_at=func.now(), updated_at=func.now(), lease_until=None)
         )
         return finish_if_complete(conn, work.job_id)
 

@@ -1,6 +1,7 @@
 """API keys: random, shown once, stored only as a SHA-256 hash, compared in constant time."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -32,10 +33,15 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def new_signing_secret() -> str:
+    """A callback signing secret in the Standard Webhooks form: "whsec_" and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def create_key(engine: Engine, name: str) -> tuple[ApiKey, str]:
     """Create a key named `name`; return its record and the key, which is never retrievable again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    record = ApiKey(id=uuid.uuid4(), name=name, prefix=key[:10], signing_secret=secrets.token_urlsafe(32))
+    record = ApiKey(id=uuid.uuid4(), name=name, prefix=key[:10], signing_secret=new_signing_secret())
     with engine.begin() as conn:
         conn.execute(
             insert(api_keys).values(

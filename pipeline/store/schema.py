@@ -48,6 +48,8 @@ jobs = Table(
     Column("pool", Text, nullable=False),
     Column("total", Integer, nullable=False),
     Column("callback_url", Text),
+    Column("priority", Text, nullable=False, server_default="bulk"),  # interactive jobs are served first
+    Column("not_before", DateTime(timezone=True)),  # no chunk is handed out before this time (overnight runs)
     Column("error", Text),
     _now(),
     Column("started_at", DateTime(timezone=True)),
@@ -83,7 +85,12 @@ chunks = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A running chunk belongs to `leased_by` ("host:pid") until `lease_until`; the holder renews it while it
+    # works, and once it lapses (or the holder process is gone) another worker takes the chunk over.
+    Column("lease_until", DateTime(timezone=True)),
+    Column("leased_by", Text),
     Index("ix_chunks_job", "job_id"),
+    Index("ix_chunks_pool_status", "pool", "status"),
     Index("ix_chunks_status_updated", "status", "updated_at"),
 )
 
@@ -114,6 +121,7 @@ callbacks = Table(
     Column("payload", JSONB, nullable=False),
     _now(),
     Column("next_attempt_at", DateTime(timezone=True)),
+    Column("in_flight_until", DateTime(timezone=True)),  # an attempt is under way until then: no second one
     Column("delivered_at", DateTime(timezone=True)),
 )
 

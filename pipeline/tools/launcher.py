@@ -91,8 +91,11 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
     commands = {
         "web": [py, "-m", "gunicorn", "webhook:create_app()", "-b", f"{settings.web_host}:{settings.web_port}",
                 "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "300"],
-        "worker": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "cpu,control", "-n", "cpu@%h",
+        "worker": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "cpu", "-n", "cpu@%h",
                    "-c", str(concurrency), "--loglevel", "INFO"],
+        # Callbacks, dispatch and the reconciler: one process that loads no model.
+        "control": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "control", "-n", "control@%h",
+                    "-c", "1", "--loglevel", "INFO"],
         "beat": [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                  "-s", str(run_dir(settings) / "celerybeat-schedule")],
         "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}",
@@ -103,7 +106,7 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
     metrics_dir = run_dir(settings) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
-    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}}
+    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, "control": {**env, "FB_WORKER_POOL": "control"}}
     procs = {}
     for name, cmd in commands.items():
         log = (logs / f"{name}.log").open("ab")

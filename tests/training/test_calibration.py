@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.calibration import ece, fit_temperature, reliability, softmax, write_reliability
+from training.calibration import (
+    ece,
+    fit_temperature,
+    reliability,
+    softmax,
+    write_reliability,
+)
 
 
 def sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -144,13 +144,13 @@ def run_baseline(stack: Stack, zip_path: Path, count: int, labels: list[int], wa
 
 
 def pool_processes(stack: Stack) -> list:
-    """The Celery pool (child) processes of the stack's worker."""
+    """The Celery pool (child) processes of the stack's cpu worker (not those of its control worker)."""
     import psutil
 
     found = []
     for proc in psutil.Process(stack.state["pid"]).children(recursive=True):
         cmd = f" {' '.join(proc.cmdline())} "
-        if " celery " in cmd and " worker " in cmd and proc.ppid() != stack.state["pid"]:
+        if " celery " in cmd and " worker " in cmd and " -Q cpu " in cmd and proc.ppid() != stack.state["pid"]:
             found.append(proc)
     return found
 

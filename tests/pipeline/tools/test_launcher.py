@@ -7,6 +7,7 @@ import socket
 import pytest
 import requests
 
+from tests.helpers import wait_for
 from tests.pipeline.tools.test_cli import cli
 
 pytestmark = pytest.mark.slow
@@ -50,3 +51,12 @@ def test_up_submit_wait_down(tmp_path, env):
     assert down.returncode == 0 and "stopped" in down.stdout
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{stack_env['FB_WEB_PORT']}/healthz", timeout=2)
+    # And `up` right after `down` (same data folder, Redis' persisted data and all) starts at once, beat included
+    again = cli(stack_env, "up", "--detach")
+    try:
+        assert again.returncode == 0, again.stdout + again.stderr
+        beat_log = tmp_path / "data" / "logs" / "beat.log"
+        wait_for(lambda: beat_log.read_text(errors="replace").count("Acquired lock") >= 2, 30,
+                 "the new beat to take its lock")
+    finally:
+        assert cli(stack_env, "down").returncode == 0

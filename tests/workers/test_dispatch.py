@@ -1,0 +1,89 @@
+"""Dispatch from PostgreSQL: a job whose wake-ups were never sent still runs; a small job is not starved.
+
+Real processes (fixtures in tests/workers/conftest.py): a worker, beat, the web app over HTTP.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import zipfile
+
+import pytest
+import requests
+
+from pipeline.blobs.local import job_dir
+from pipeline.images.ingest import Part, list_items
+from pipeline.settings import load_settings
+from pipeline.store import jobs
+from tests.helpers import garment_png, wait_for
+from tests.workers.stack import poll, submit, wait_final
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_job_committed_but_never_announced_runs_within_seconds(fault_env, fault_worker, beat, api_key, engine):
+    # Given a job recorded in PostgreSQL exactly as POST /v1/jobs leaves it when its process dies between the
+    # commit and the publish: job, items and chunks committed, no message on the queue
+    fault_worker()
+    settings = load_settings(fault_env["env"])
+    job_id = uuid.uuid4()
+    folder = job_dir(settings.storage_dir, job_id)
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "part-00000", "w") as zf:
+        for i in range(120):
+            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
+    specs = list_items([Part(folder / "part-00000", "stranded.zip")], settings.limits)
+    started = time.monotonic()
+    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
+                    specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
+    # When nothing else happens / Then beat's dispatch wakes a worker and the job completes, every item labelled
+    from pipeline.store.reports import job_status
+
+    final = wait_for(lambda: (j := job_status(engine, job_id, None))["status"] in jobs.FINAL and j, 60,
+                     "the stranded job to finish")
+    took = time.monotonic() - started
+    assert final["status"] == "succeeded" and final["done"] == 120, final
+    print(f"\nstranded job of 120 images completed {took:.1f} s after its commit (dispatch every "
+          f"{settings.dispatch_every_s:g} s)")
+
+
+def test_a_one_image_job_is_served_while_a_big_job_runs(fault_url, fault_worker, beat, api_key):
+    # Given a worker busy with a big job (FB_TEST_BIG_JOB images; 3,000 by default)
+    fault_worker()
+    big_n = int(os.environ.get("FB_TEST_BIG_JOB", "3000"))
+    big = submit(fault_url, api_key, big_n)
+    wait_for(lambda: (s := poll(big, api_key)) and s["done"] > 0, 120, "the big job to start")
+    time.sleep(2)
+    # When a one-image job arrives
+    sent = time.monotonic()
+    resp = requests.post(f"{fault_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+                         files=[("files", ("one.jpg", garment_png("trouser", fmt="JPEG"), "image/jpeg"))])
+    small = resp.json()
+    assert small["priority"] == "interactive"  # small jobs are interactive unless they say otherwise
+    done = wait_final(small, api_key, timeout_s=120)
+    waited = time.monotonic() - sent
+    # Then it is labelled while the big job is still running: it waited for a free worker, not for the big job
+    big_now = poll(big, api_key)
+    assert done["status"] == "succeeded"
+    assert big_now["status"] == "running" and big_now["done"] < big_n, big_now
+    print(f"\none-image job answered in {waited:.2f} s behind a {big_n:,}-image job "
+          f"({big_now['done']:,} of it done by then)")
+    requests.delete(big["status_url"], headers={"X-API-Key": api_key}, timeout=30)
+
+
+def test_priority_and_not_before_are_honoured_and_shown(fault_url, api_key):
+    # Given a job that must not start before tomorrow, and a bad time
+    later = "2099-01-01T22:00:00Z"
+    resp = requests.post(f"{fault_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+                         data={"not_before": later, "priority": "bulk"},
+                         files=[("files", ("a.png", garment_png(), "image/png"))])
+    job = resp.json()
+    assert resp.status_code == 202 and job["priority"] == "bulk" and job["not_before"].startswith("2099-01-01T22:00")
+    time.sleep(3)  # a worker and beat are up: nothing may take it
+    status = poll(job, api_key)
+    assert status["status"] == "queued" and status["done"] == 0
+    requests.delete(job["status_url"], headers={"X-API-Key": api_key}, timeout=30)
+    bad = requests.post(f"{fault_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+                        data={"not_before": "tomorrow"}, files=[("files", ("a.png", garment_png(), "image/png"))])
+    assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
