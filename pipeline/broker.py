@@ -27,6 +27,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         task_default_queue="control",
         task_routes={"workers.tasks.reconcile": {"queue": "control"},
                      "workers.tasks.dispatch": {"queue": "control"},
+                     "workers.tasks.housekeeping": {"queue": "control"},
                      "workers.tasks.deliver_callback": {"queue": "control"}},
         task_serializer="json",
         accept_content=["json"],
@@ -56,6 +57,8 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         beat_schedule={
             "dispatch": {"task": "workers.tasks.dispatch", "schedule": settings.dispatch_every_s,
                          "options": {"queue": "control", "expires": settings.dispatch_every_s * 2}},
+            "housekeeping": {"task": "workers.tasks.housekeeping", "schedule": settings.housekeeping_every_s,
+                             "options": {"queue": "control", "expires": settings.housekeeping_every_s}},
             "reconcile": {"task": "workers.tasks.reconcile", "schedule": settings.reconcile_every_s,
                           "options": {"queue": "control", "expires": settings.reconcile_every_s * 2}},
             **{

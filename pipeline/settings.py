@@ -126,6 +126,10 @@ class Settings(_FromEnviron):
     rate_limit_per_minute: int = 60  # job submissions per API key
     queue_without_workers: bool = False  # accept jobs for a pool no live worker serves (autoscaled fleets)
     keep_uploads: bool = False  # keep spooled uploads after a job ends (they are deleted by default)
+    retention_days: float = 30.0  # jobs, their results and uploads are purged this long after they end
+    storage_retry_s: float = 15.0  # a chunk whose uploads cannot be read is given back for this long
+    orphan_after_s: float = 3600.0  # spooled files no job owns (a crashed request, a lost clean-up) go after this
+    housekeeping_every_s: float = 3600.0
     callback_allow_private: bool = False
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = 8

@@ -8,7 +8,16 @@ from pipeline.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (read from the environment when not given)."""
-    from webhook import api, benchmarks, classify, errors, health, metrics, pages
+    from webhook import (
+        api,
+        benchmarks,
+        classify,
+        errors,
+        health,
+        metrics,
+        openapi,
+        pages,
+    )
     from webhook.extensions import Services
     from webhook.uploads import SpoolingRequest, discard_spooled
 
@@ -32,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(classify.bp)
     app.register_blueprint(benchmarks.bp)
+    app.register_blueprint(openapi.bp)
     metrics.init_app(app)
 
     @app.teardown_request

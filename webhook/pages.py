@@ -31,7 +31,7 @@ def page_url(job_id: str) -> str:
 @bp.get("/jobs/<uuid:job_id>")
 def job_page(job_id: uuid.UUID):
     """Render the job page; a missing or wrong signature is a 404, like an unknown job."""
-    if not hmac.compare_digest(request.args.get("t", ""), _token(str(job_id))):
+    if not hmac.compare_digest(request.args.get("t", "").encode(), _token(str(job_id)).encode()):
         abort(404, description=f"no job {job_id}")
     svc = services()
     job = reports.job_status(svc.engine, job_id, None)

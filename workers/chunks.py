@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.inference.classify import classify_items
+from pipeline.inference.classify import Unavailable, classify_items
 from pipeline.items import Outcome
 from pipeline.store import jobs, leases
 from pipeline.store.jobs import ChunkWork
@@ -20,6 +20,10 @@ from workers.deadline import item_deadline
 
 log = logging.getLogger(__name__)
 POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
+
+
+class StorageUnavailable(Unavailable):
+    """The chunk's uploads cannot be read now; the chunk is retried, no item is failed for it."""
 
 
 @contextmanager
@@ -64,14 +68,24 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
 
         def read(spec):
             with item_deadline(limit):
-                return rt.read(work.job_id, spec)
+                try:
+                    return rt.read(work.job_id, spec)
+                except OSError as exc:  # a missing or flaky mount: the image is fine, the storage is not
+                    raise StorageUnavailable(f"uploads of job {work.job_id} cannot be read: {exc}") from exc
 
         def prepared(data: bytes):
             with item_deadline(limit):
                 return prepare(data, cfg, max_pixels=max_pixels)
 
-        with lease_kept(rt, work):
-            outcomes = classify_items(work.seqs, work.items, read=read, prepare=prepared, predict=backend.predict)
+        try:
+            with lease_kept(rt, work):
+                outcomes = classify_items(work.seqs, work.items, read=read, prepare=prepared,
+                                          predict=backend.predict)
+        except StorageUnavailable as exc:
+            # Nothing is wrong with the images: give the chunk back for a while, go on with other work.
+            log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
+            leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)
+            return {"chunk": work.chunk_id, "deferred_s": s.storage_retry_s}
     final = jobs.write_results(rt.engine, work, outcomes)
     if final is not None:
         job_ended(work.job_id)

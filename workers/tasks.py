@@ -94,3 +94,19 @@ def reconcile(self) -> dict:
     for cb in due:
         deliver_callback.apply_async((cb,), queue="control")
     return {"callbacks": len(due)}
+
+
+@shared_task(bind=True, name="workers.tasks.housekeeping", **_RETRY)
+def housekeeping(self) -> dict:
+    """Purge jobs past FB_RETENTION_DAYS, and uploads no running job owns (crashed requests, lost clean-ups)."""
+    from pipeline.blobs import local
+    from pipeline.store import retention
+
+    s, engine = runtime.settings(), runtime.engine()
+    purged = retention.purge_jobs(engine, s.retention_days)
+    local.remove([local.job_dir(s.storage_dir, j) for j in purged])
+    spooled, folders = local.stale_entries(s.storage_dir, s.orphan_after_s)
+    alive = retention.statuses(engine, folders)
+    ended = [f for j, f in folders.items() if j not in alive or (alive[j] in jobs.FINAL and not s.keep_uploads)]
+    local.remove(spooled + ended)
+    return {"purged_jobs": len(purged), "spooled_files": len(spooled), "job_folders": len(ended)}

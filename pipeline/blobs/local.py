@@ -5,6 +5,7 @@ Every path here is built from names we chose (job UUIDs, part numbers); nothing 
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 import zipfile
 from collections import OrderedDict
@@ -30,6 +31,31 @@ def job_dir(storage_dir: Path, job_id: uuid.UUID) -> Path:
 def remove_job_files(storage_dir: Path, job_id: uuid.UUID) -> None:
     """Delete a job's spooled uploads (when the job was refused or could not be enqueued)."""
     shutil.rmtree(job_dir(storage_dir, job_id), ignore_errors=True)
+
+
+def stale_entries(storage_dir: Path, older_than_s: float) -> tuple[list[Path], dict[uuid.UUID, Path]]:
+    """Spooled request files, and job folders by job id, untouched for `older_than_s` (candidates to remove)."""
+    now = time.time()
+    spooled = [p for p in (storage_dir / "incoming").glob("*") if now - p.stat().st_mtime > older_than_s] \
+        if (storage_dir / "incoming").is_dir() else []
+    folders: dict[uuid.UUID, Path] = {}
+    for folder in (storage_dir / "jobs").glob("*") if (storage_dir / "jobs").is_dir() else []:
+        try:
+            job_id = uuid.UUID(folder.name)
+        except ValueError:
+            continue
+        if now - folder.stat().st_mtime > older_than_s:
+            folders[job_id] = folder
+    return spooled, folders
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete spooled files and folders (already gone is fine)."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 class ItemReader:

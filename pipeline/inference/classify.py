@@ -11,6 +11,11 @@ from pipeline.images.imaging import ImageError
 from pipeline.items import ItemSpec, Outcome
 
 log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """Raised by `read` when an item's bytes cannot be had just now (storage down): nothing is wrong with the
+    item, so `classify_items` lets it through and the caller retries the whole chunk later."""
 # Images per inference call. Measured on one thread: ONNX, INT8 and eager run as fast at 16-256 images per call
 # (TorchScript is fastest at 16-64), while a worker's activation memory grows with the batch (+190 MB RSS at
 # 256 for the four backends, +67 MB at 64). So chunks stay large for the queue, and inference goes in 64s.
@@ -35,6 +40,8 @@ def classify_items(
         try:
             arrays.append(prepare(read(spec)))
             ready.append(seq)
+        except Unavailable:
+            raise
         except (ImageError, ArchiveError) as exc:
             outcomes[seq] = Outcome(seq, error=str(exc))
         except OSError as exc:

@@ -27,8 +27,9 @@ _HOST = socket.gethostname()
 # Chunks a holder may take: queued ones, running ones whose lease lapsed, its own, and (checked in Python)
 # those of dead processes on this host. Jobs that ended, or whose not_before is still ahead, give none.
 _CLAIMABLE = """
-    (c.status = 'queued' or (c.status = 'running' and (c.lease_until is null or c.lease_until < now()
-                                                       or c.leased_by = :holder or c.leased_by like :local)))
+    ((c.status = 'queued' and (c.lease_until is null or c.lease_until < now()))
+     or (c.status = 'running' and (c.lease_until is null or c.lease_until < now()
+                                   or c.leased_by = :holder or c.leased_by like :local)))
     and j.status in ('queued', 'running') and (j.not_before is null or j.not_before <= now())
 """
 
@@ -106,6 +107,8 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float) -> ChunkWo
             return None
         if row["not_before"] is not None and row["not_before"] > row["now"]:
             return None
+        if row["status"] == "queued" and row["lease_until"] is not None and row["lease_until"] > row["now"]:
+            return None  # deferred (its storage could not be read): not yet
         mine = row["leased_by"] == holder
         if row["status"] == "running" and not mine:
             lapsed = row["lease_until"] is None or row["lease_until"] < row["now"]
@@ -140,6 +143,14 @@ def renew(engine: Engine, chunk_id: int, holder: str, lease_s: float) -> bool:
                                               chunks.c.status == "running")
                          .values(lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s))).rowcount
     return bool(n)
+
+
+def defer(engine: Engine, chunk_id: int, holder: str, seconds: float) -> None:
+    """Give a chunk back for `seconds` (its uploads cannot be read now); this lease is not counted an attempt."""
+    with engine.begin() as conn:
+        conn.execute(update(chunks).where(chunks.c.id == chunk_id, chunks.c.leased_by == holder).values(
+            status="queued", leased_by=None, attempts=chunks.c.attempts - 1, updated_at=func.now(),
+            lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)))
 
 
 def claimable_counts(engine: Engine) -> dict[str, int]:

@@ -31,6 +31,7 @@ def fault_env(env, tmp_path_factory):
         "FB_VISIBILITY_TIMEOUT_S": "30",
         "FB_LEASE_S": "6",
         "FB_ITEM_TIME_LIMIT_S": "2",
+        "FB_STORAGE_RETRY_S": "2",
         "FB_DISPATCH_EVERY_S": "1",
         "FB_DRAIN_BUDGET_S": "10",
         "FB_RECONCILE_EVERY_S": "2",

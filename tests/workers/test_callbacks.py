@@ -66,7 +66,8 @@ def receiver():
 
 def finished_job(engine, key_id, url: str) -> uuid.UUID:
     job_id = uuid.uuid4()
-    ids = jobs.create_job(engine, job_id=job_id, api_key_id=key_id, backend="onnx", pool="cpu", callback_url=url,
+    ids = jobs.create_job(engine, job_id=job_id, api_key_id=key_id, backend="onnx", pool="store-test",
+                          callback_url=url,
                           specs=[ItemSpec("a.png", "part-00000"), ItemSpec("b.png", "part-00000")],
                           chunk_size=10, first_chunk_size=10)
     work = leases.claim(engine, ids[0], "test:1", 60)

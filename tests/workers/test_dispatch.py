@@ -87,3 +87,51 @@ def test_priority_and_not_before_are_honoured_and_shown(fault_url, api_key):
     bad = requests.post(f"{fault_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
                         data={"not_before": "tomorrow"}, files=[("files", ("a.png", garment_png(), "image/png"))])
     assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
+
+
+def test_an_unreadable_storage_is_waited_out_not_blamed_on_the_images(fault_env, fault_worker, beat, engine):
+    # Given a job whose uploads vanish (a storage mount gone) just as it is recorded
+    fault_worker()
+    settings = load_settings(fault_env["env"])
+    job_id = uuid.uuid4()
+    folder = job_dir(settings.storage_dir, job_id)
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "part-00000", "w") as zf:
+        for i in range(40):
+            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
+    specs = list_items([Part(folder / "part-00000", "mount.zip")], settings.limits)
+    away = folder.with_name(folder.name + ".away")
+    folder.rename(away)
+    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
+                    specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
+    # When the worker has tried for a while, and the storage comes back
+    from pipeline.store.reports import job_status
+
+    time.sleep(5)
+    assert job_status(engine, job_id, None)["failed"] == 0  # nothing was failed while it was gone
+    away.rename(folder)
+    # Then the job completes with every image labelled
+    final = wait_for(lambda: (j := job_status(engine, job_id, None))["status"] in jobs.FINAL and j, 90,
+                     "the job to finish once its storage is back")
+    assert final["status"] == "succeeded" and (final["done"], final["failed"]) == (40, 0), final
+
+
+def test_housekeeping_purges_old_jobs_and_orphaned_uploads(fault_env, fault_worker, engine):
+    from pipeline.broker import create_celery
+    from pipeline.store.reports import job_status
+    from tests.pipeline.store.test_retention import make_job
+
+    # Given a job past the retention, with its folder, and an orphaned spool file an hour old
+    fault_worker()
+    settings = load_settings(fault_env["env"])
+    old = make_job(engine, 45)
+    job_dir(settings.storage_dir, old).mkdir(parents=True)
+    spool = settings.storage_dir / "incoming" / "crashed-request"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    spool.write_bytes(b"half an upload")
+    os.utime(spool, (time.time() - 7200,) * 2)
+    # When the periodic housekeeping task runs on a real worker
+    create_celery(settings).send_task("workers.tasks.housekeeping", queue="control")
+    # Then the old job and its folder are gone, and so is the orphan
+    wait_for(lambda: job_status(engine, old, None) is None and not spool.exists()
+             and not job_dir(settings.storage_dir, old).exists(), 30, "housekeeping")

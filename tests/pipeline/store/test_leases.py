@@ -84,3 +84,17 @@ def test_claimable_counts_see_chunks_nobody_was_told_about(engine):
     job(engine, 6, p)
     # Then the dispatcher's count sees its three chunks
     assert leases.claimable_counts(engine)[p] == 3
+
+
+def test_a_deferred_chunk_waits_and_its_lease_counts_no_attempt(engine):
+    # Given a chunk whose uploads could not be read, given back for a minute
+    p = pool()
+    _, ids = job(engine, 2, p)
+    work = leases.lease_next(engine, p, "w:1", 60)
+    leases.defer(engine, work.chunk_id, "w:1", 60)
+    # Then nobody gets it meanwhile, the dispatcher does not count it, and its attempts are as before
+    assert leases.lease_next(engine, p, "w:2", 60) is None and p not in leases.claimable_counts(engine)
+    with engine.begin() as conn:
+        conn.execute(update(chunks).where(chunks.c.id == ids[0]).values(lease_until=func.now() - text("interval '1s'")))
+    again = leases.lease_next(engine, p, "w:2", 60)
+    assert again.chunk_id == ids[0] and again.attempts == 1
