@@ -135,3 +135,29 @@ def test_housekeeping_purges_old_jobs_and_orphaned_uploads(fault_env, fault_work
     # Then the old job and its folder are gone, and so is the orphan
     wait_for(lambda: job_status(engine, old, None) is None and not spool.exists()
              and not job_dir(settings.storage_dir, old).exists(), 30, "housekeeping")
+
+
+def test_a_pool_nobody_serves_never_piles_up_wake_ups(fault_env, fault_url, beat, api_key):
+    import redis
+
+    # Given jobs queued (the setting allows it) for a pool no worker serves, and beat dispatching every second
+    client = redis.Redis.from_url(fault_env["env"]["REDIS_URL"])
+    queued = [requests.post(f"{fault_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+                            data={"pool": "gpu", "backend": "onnx"},
+                            files=[("files", ("a.zip", _zip_of(60), "application/zip"))]).json() for _ in range(3)]
+    # When beat has had many rounds / Then the pool's queue holds at most FB_WAKEUPS wake-ups, not one per round
+    time.sleep(6)
+    waiting = client.llen("gpu")
+    assert 1 <= waiting <= load_settings(fault_env["env"]).wakeups, waiting
+    for job in queued:
+        requests.delete(job["status_url"], headers={"X-API-Key": api_key}, timeout=30)
+
+
+def _zip_of(n: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
+    return buf.getvalue()
