@@ -230,12 +230,30 @@ def validate(s: Settings) -> None:
     if s.infer_threads < 1:
         raise SettingsError("FB_INFER_THREADS must be at least 1")
     if s.env == "production":
-        if not s.database_url or not s.redis_url:
-            raise SettingsError("production needs DATABASE_URL and REDIS_URL (no embedded servers)")
-        if (s.flower_password or "").lower() in _PLACEHOLDERS:
+        # A secret a process is given must be real; which secrets a process needs is `require`'s business.
+        if s.flower_password is not None and s.flower_password.lower() in _PLACEHOLDERS:
             raise SettingsError("production needs a real FB_FLOWER_PASSWORD, not a placeholder")
-        if (s.secret_key or "").lower() in _PLACEHOLDERS or len(s.secret_key or "") < 16:
+        if s.secret_key is not None and (s.secret_key.lower() in _PLACEHOLDERS or len(s.secret_key) < 16):
             raise SettingsError("production needs FB_SECRET_KEY: at least 16 random characters")
-        if not s.public_url:
-            raise SettingsError("production needs FB_PUBLIC_URL (the URL clients reach the API at): links are "
-                                "never built from a request's Host header")
+
+
+# What each process needs in production: each container is given only these (docker-compose.yml).
+ROLES: dict[str, tuple[str, ...]] = {
+    "web": ("database_url", "redis_url", "secret_key", "public_url"),
+    "worker": ("database_url", "redis_url"),
+    "beat": ("redis_url",),
+    "flower": ("redis_url", "flower_password"),
+    "migrate": ("database_url",),
+}
+_VARIABLES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL", "secret_key": "FB_SECRET_KEY",
+              "public_url": "FB_PUBLIC_URL (the URL clients reach the API at; links are never built from a Host "
+                            "header)", "flower_password": "FB_FLOWER_PASSWORD"}
+
+
+def require(s: Settings, role: str) -> None:
+    """In production, refuse to start a `role` process that lacks a setting it needs (no embedded servers)."""
+    if s.env != "production":
+        return
+    missing = [_VARIABLES[name] for name in ROLES[role] if not getattr(s, name)]
+    if missing:
+        raise SettingsError(f"production {role} needs {' and '.join(missing)}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, load_settings, require
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webhook.uploads import SpoolingRequest, discard_spooled
 
     settings = settings or load_settings()
+    require(settings, "web")
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (the local launcher `fashion-batch up` sets them)")
     app = Flask(__name__)

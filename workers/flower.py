@@ -24,6 +24,9 @@ def protect_metrics() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.settings import load_settings, require
+
+    require(load_settings(), "flower")
     protect_metrics()
     from celery.bin.celery import main as celery_main
 

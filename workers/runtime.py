@@ -16,7 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from sqlalchemy import Engine
 
 from pipeline.blobs.local import ItemReader
-from pipeline.settings import Settings
+from pipeline.settings import Settings, SettingsError, require
 from pipeline.store import engine as db
 from pipeline.store import leases
 
@@ -72,6 +72,10 @@ def _check_weights(**_: object) -> None:
     # tampered with. Celery swallows a signal handler's exceptions, but not SystemExit.
     from pipeline.inference.manifest import WeightsError, load_manifest, verified_path
 
+    try:
+        require(_settings, "worker")
+    except SettingsError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
     if worker_pool() == "control":
         return  # loads no model
     try:

@@ -22,7 +22,6 @@ def test_defaults_need_nothing_but_are_overridable():
     ({"FB_WORKER_POOL": "tpu"}, "FB_WORKER_POOL"),
     ({"FB_MAX_PARTS": "lots"}, "FB_MAX_PARTS"),
     ({"DATABASE_URL": "postgresql://x/y", "FB_ENV": "staging"}, "FB_ENV"),
-    ({"FB_ENV": "production"}, "DATABASE_URL and REDIS_URL"),
     ({"FB_ENV": "production", "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r",
       "FB_FLOWER_PASSWORD": "changeme", "FB_SECRET_KEY": "a" * 32}, "FLOWER_PASSWORD"),
     ({"FB_ENV": "production", "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r",
@@ -44,3 +43,19 @@ def test_only_load_settings_reads_the_environment(monkeypatch):
     # And whole numbers may be written with underscores, lists with commas
     s = load_settings({"FB_MAX_UPLOAD_BYTES": "1_000_000", "FB_CPU_BACKENDS": "onnx, int8"})
     assert s.limits.max_upload_bytes == 1_000_000 and s.cpu_backends == ("onnx", "int8")
+
+
+def test_each_production_process_needs_only_its_own_secrets():
+    from pipeline.settings import require
+
+    # Given production settings with the broker only (what beat is given)
+    s = load_settings({"FB_ENV": "production", "REDIS_URL": "redis://:pw@redis:6379/0"})
+    # Then beat may start, and the others say exactly what they lack
+    require(s, "beat")
+    with pytest.raises(SettingsError, match="production web needs DATABASE_URL and FB_SECRET_KEY and FB_PUBLIC_URL"):
+        require(s, "web")
+    with pytest.raises(SettingsError, match="production flower needs FB_FLOWER_PASSWORD"):
+        require(s, "flower")
+    with pytest.raises(SettingsError, match="production worker needs DATABASE_URL"):
+        require(s, "worker")
+    require(load_settings({}), "web")  # development: the launcher provides what is missing
