@@ -65,7 +65,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
                 f"benchmark-{pool}": {"task": "workers.benchmark_task.benchmark_pool",
                                       "schedule": settings.benchmark_every_s, "args": (pool,),
                                       "options": {"queue": pool, "expires": settings.benchmark_every_s}}
-                for pool in POOLS
+                for pool in POOLS if settings.benchmark_every_s > 0  # 0: no periodic benchmark
             },
         },
     )

@@ -105,6 +105,7 @@ class Settings(_FromEnviron):
     cpu_backends: Names = BACKENDS
     gpu_backends: Names = ("eager", "torchscript", "onnx")
     worker_pool: Literal["cpu", "gpu", "control"] = "cpu"  # the pool a worker serves; control: no models
+    preload_backends: Names = ()  # loaded when a worker process starts; the others on first use
     infer_threads: int = 1  # intra-op threads per worker process
     # Measured with `fashion-batch bench` (2 cores, 10,000 photos): 512 beat 256 and 128 on throughput, and a
     # first chunk of 16 brings the first result ~50 ms sooner than 32 at no cost (README: Performance).
@@ -140,7 +141,7 @@ class Settings(_FromEnviron):
     fault_hang_on: str | None = None
     limits: Limits = Field(default_factory=Limits)
 
-    @field_validator("cpu_backends", "gpu_backends", mode="before")
+    @field_validator("cpu_backends", "gpu_backends", "preload_backends", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -210,7 +211,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def validate(s: Settings) -> None:
     """Refuse settings that cannot work, and placeholder secrets outside development."""
-    unknown = [b for b in (s.default_backend, *s.cpu_backends, *s.gpu_backends) if b not in BACKENDS]
+    unknown = [b for b in (s.default_backend, *s.cpu_backends, *s.gpu_backends, *s.preload_backends)
+               if b not in BACKENDS]
     if unknown:
         raise SettingsError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
     if "int8" in s.gpu_backends:

@@ -35,7 +35,10 @@ def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> d
         return {"skipped": f"this worker serves the {rt.pool} pool, not {pool}"}
     x, y = load_sample(rt.manifest)
     # Batches of the size chunks are inferred in, so the figures are those of production calls.
-    timings = benchmark_backends(rt.backends, x, y, batch_size=INFER_BATCH, repetitions=repetitions, warmup=warmup)
+    # This loads every backend the pool serves into the process that runs it (torch included, if it serves eager
+    # or TorchScript); FB_BENCHMARK_EVERY_S=0 turns the periodic benchmark off where that matters.
+    backends = {name: rt.backends.get(name) for name in rt.backends.served}
+    timings = benchmark_backends(backends, x, y, batch_size=INFER_BATCH, repetitions=repetitions, warmup=warmup)
     run_id = run_id_for(self.request.id)
     record(rt.engine, run_id=run_id, pool=rt.pool, device=rt.device, host=socket.gethostname(), timings=timings)
     return {"run_id": str(run_id), "pool": rt.pool, "backends": {t.backend: t.images_per_s for t in timings}}

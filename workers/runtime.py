@@ -19,6 +19,7 @@ from pipeline.blobs.local import ItemReader
 from pipeline.settings import Settings, SettingsError, require
 from pipeline.store import engine as db
 from pipeline.store import leases
+from workers.backends import Backends
 
 log = logging.getLogger(__name__)
 _settings: Settings | None = None
@@ -34,7 +35,7 @@ class Runtime:
     pool: str
     device: str
     engine: Engine
-    backends: dict
+    backends: Backends  # loaded on first use
     manifest: object
     reader: ItemReader
     pid: int
@@ -108,22 +109,21 @@ def current() -> Runtime:
     global _state
     if _state is not None and _state.pid == os.getpid():
         return _state
-    from pipeline.inference.backends import load_backend
     from pipeline.inference.manifest import load_manifest
 
     s = settings()
     db.dispose_inherited()
     pool = worker_pool()
     device = "cuda" if pool == "gpu" else "cpu"
-    threads = s.infer_threads
-    started = time.perf_counter()
     manifest = load_manifest(s.weights_dir)
-    backends = {
-        name: load_backend(name, s.weights_dir, device=device, threads=threads, manifest=manifest)
-        for name in (s.backends_for(pool) if pool != "control" else ())  # control: callbacks, dispatch
-    }
-    log.info("pid %s loaded %s on %s in %.2f s", os.getpid(), ", ".join(backends), device,
-             time.perf_counter() - started)
+    served = s.backends_for(pool) if pool != "control" else ()  # control: callbacks, dispatch, housekeeping
+    backends = Backends(served, s.weights_dir, manifest, device, s.infer_threads)
+    # Loaded on first use, but the GPU pool's at start (a host without CUDA must not take GPU work) and any
+    # FB_PRELOAD_BACKENDS (e.g. so a benchmark's first job does not pay for loading).
+    for name in served if pool == "gpu" else [b for b in s.preload_backends if b in served]:
+        backends.get(name)
+    log.info("pid %s ready for the %s pool (%s; loaded so far: %s)", os.getpid(), pool, ", ".join(served) or "no models",
+             ", ".join(backends.loaded()) or "none")
     _state = Runtime(
         settings=s, pool=pool, device=device, engine=engine(),
         backends=backends, manifest=manifest, reader=ItemReader(s.storage_dir, s.limits),

@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> dict:
                                         "prepare_ms_per_image": r.prepare_ms_per_image,
                                         "infer_ms_per_image": r.infer_ms_per_image}
         overrides = {"FB_CHUNK_SIZE": str(report["chunk_size"]), "FB_FIRST_CHUNK_SIZE": str(report["first_chunk_size"]),
-                     "FB_WORKER_CONCURRENCY": str(report["worker_processes"])}
+                     "FB_WORKER_CONCURRENCY": str(report["worker_processes"]),
+                     "FB_PRELOAD_BACKENDS": backend}  # so no run pays for loading (backends load on first use)
         with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
             watch.data_dir = Path(tmp)  # the private stack's processes are part of the benchmark, not foreign
             with bench_stack.private_stack(Path(tmp), overrides) as stack:
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> dict:
                 job = _quietly("pipeline", pipeline_once, watch, foreign, tries, args.wait_quiet)
                 report["pipeline_cpu_s_by_role"] = job.pop("cpu_s_by_role")
                 report["worker_rss"] = bench_stack.worker_memory(stack)
+                report["rss_mb_by_process"] = bench_stack.memory_by_kind(stack)
                 if args.baseline_images:
                     print(f"baseline: {min(args.baseline_images, args.images)} single-image requests ...", flush=True)
                     report["baseline"] = _quietly(
@@ -161,8 +163,10 @@ def summary(r: dict) -> str:
     lines += [f"upload {p['upload_s']:.2f} s, accepted {p['accepted_s']:.2f} s after it, "
               f"first result {r['first_result_s']:.2f} s after the upload completed",
               f"chunk latency p50 {r['chunk_p50_s']:.2f} s, p99 {r['chunk_p99_s']:.2f} s ({p['chunks']} chunks)",
-              "worker pool processes (all CPU backends loaded): " + ", ".join(
-                  f"RSS {w['rss_mb']:.0f} MB / USS {w['uss_mb']:.0f} MB" for w in r["worker_rss"])]
+              f"worker pool processes (after {r['backend']} jobs; other backends load on first use): " + ", ".join(
+                  f"RSS {w['rss_mb']:.0f} MB / USS {w['uss_mb']:.0f} MB" for w in r["worker_rss"]),
+              "RSS by process kind (largest): " + ", ".join(
+                  f"{k} {v:.0f} MB" for k, v in r.get("rss_mb_by_process", {}).items())]
     if r.get("pipeline_cpu_s_by_role"):
         lines.append("CPU seconds during the pipeline run: " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(r["pipeline_cpu_s_by_role"].items(), key=lambda kv: -kv[1])))

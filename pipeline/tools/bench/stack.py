@@ -177,3 +177,18 @@ def worker_memory(stack: Stack) -> list[dict]:
         out.append({"pid": proc.pid, "rss_mb": mem.rss / 2**20, "uss_mb": mem.uss / 2**20,
                     "pss_mb": getattr(mem, "pss", 0) / 2**20})
     return out
+
+
+def memory_by_kind(stack: Stack) -> dict[str, float]:
+    """The largest RSS (MB) among the stack's processes of each kind: web, cpu worker, control worker, beat."""
+    import psutil
+
+    kinds = {"web": " gunicorn ", "cpu_worker": " -Q cpu ", "control_worker": " -Q control ", "beat": " beat "}
+    out: dict[str, float] = {}
+    for proc in psutil.Process(stack.state["pid"]).children(recursive=True):
+        cmd = f" {' '.join(proc.cmdline())} "
+        for kind, marker in kinds.items():
+            # Pool (child) processes do the work: for workers, count those, not their parent.
+            if marker in cmd and (not kind.endswith("_worker") or proc.ppid() != stack.state["pid"]):
+                out[kind] = max(out.get(kind, 0.0), proc.memory_info().rss / 2**20)
+    return out
