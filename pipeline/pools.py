@@ -17,13 +17,24 @@ def _key(pool: str) -> str:
     return f"fb:pool:{pool}"
 
 
-def heartbeat(client: redis.Redis, pool: str, node: str, now: float | None = None) -> None:
-    """Record that `node` serves `pool` now, and forget workers silent for ten times LIVE_S."""
+def heartbeat(client: redis.Redis, pool: str, node: str, now: float | None = None,
+              model_version: str | None = None) -> None:
+    """Record that `node` serves `pool` now (with the weights `model_version`); forget long-silent workers."""
     now = time.time() if now is None else now
     with client.pipeline() as p:
         p.zadd(_key(pool), {node: now})
         p.zremrangebyscore(_key(pool), "-inf", now - 10 * LIVE_S)
+        if model_version:
+            p.hset(f"{_key(pool)}:versions", node, model_version)
         p.execute()
+
+
+def live_versions(client: redis.Redis, pool: str, now: float | None = None) -> set[str]:
+    """The model versions the live workers of `pool` have."""
+    now = time.time() if now is None else now
+    nodes = client.zrangebyscore(_key(pool), now - LIVE_S, "+inf")
+    versions = client.hmget(f"{_key(pool)}:versions", nodes) if nodes else []
+    return {v.decode() for v in versions if v}
 
 
 def leave(client: redis.Redis, pool: str, node: str) -> None:

@@ -105,6 +105,7 @@ class Settings(_FromEnviron):
     cpu_backends: Names = BACKENDS
     gpu_backends: Names = ("eager", "torchscript", "onnx")
     worker_pool: Literal["cpu", "gpu", "control"] = "cpu"  # the pool a worker serves; control: no models
+    pin_model_version: bool = True  # a job is finished by the weights that labelled its first chunk
     preload_backends: Names = ()  # loaded when a worker process starts; the others on first use
     infer_threads: int = 1  # intra-op threads per worker process
     # Measured with `fashion-batch bench` (2 cores, 10,000 photos): 512 beat 256 and 128 on throughput, and a

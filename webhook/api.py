@@ -28,7 +28,7 @@ from webhook.links import external_url
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
 PRIORITIES = ("interactive", "bulk")
-CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name")
+CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version")
 MAX_PAGE = 10_000
 
 
@@ -224,8 +224,20 @@ def job_report(job: dict) -> dict:
                 body["waiting_for"] = f"no worker serves the {job['pool']} pool yet"
         except RedisError:
             body["waiting_for"] = "the job queue (Redis) is unavailable"
+    svc = services()
+    versions = reports.model_versions(svc.engine, job["id"])
+    body["model_versions"] = versions  # {manifest sha256: results it gave}; normally one
+    if len(versions) > 1:
+        body["model_note"] = (f"this job was labelled by {len(versions)} model versions (a rolling deploy); "
+                              "set FB_PIN_MODEL_VERSION=1 to finish each job with the weights it started with")
+    if job["status"] not in jobs.FINAL and job["model_version"]:
+        try:
+            if job["model_version"] not in pools.live_versions(svc.redis, job["pool"]):
+                body["waiting_for"] = (f"no live worker of the {job['pool']} pool has model version "
+                                       f"{job['model_version'][:12]}, which this job is pinned to")
+        except RedisError:
+            pass
     if job["status"] in jobs.FINAL:
-        svc = services()
         body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes)
     return body
 
@@ -261,6 +273,7 @@ def _item_json(row: dict, classes: list[str]) -> dict:
         "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
         "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
         "true_label": truth, "true_class_name": classes[truth] if truth is not None else None,
+        "model_version": row["model_version"],
     }
 
 
@@ -281,7 +294,8 @@ def get_results(job_id: uuid.UUID):
                                  classes[label] if label is not None else "",
                                  "" if r["confidence"] is None else f"{r['confidence']:.6f}",
                                  csv_cell(r["error"] or ""),
-                                 "" if truth is None else truth, classes[truth] if truth is not None else ""))
+                                 "" if truth is None else truth, classes[truth] if truth is not None else "",
+                                 r["model_version"] or ""))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
                     buf.seek(0)

@@ -37,6 +37,8 @@ SCHEMAS: dict[str, dict] = {
         "not_before": NULLABLE_STR, "created_at": {"type": "string"}, "started_at": NULLABLE_STR,
         "finished_at": NULLABLE_STR, "status_url": {"type": "string"}, "results_url": {"type": "string"},
         "page_url": {"type": "string"}, "queued_behind": {"type": "integer"}, "waiting_for": {"type": "string"},
+        "model_versions": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "model_note": {"type": "string"},
         "accuracy": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Accuracy"}]}}},
     "Accuracy": {"type": "object", "properties": {
         "labelled": {"type": "integer"}, "correct": {"type": "integer"}, "failed": {"type": "integer"},
@@ -49,7 +51,8 @@ SCHEMAS: dict[str, dict] = {
         "name": {"type": "string"}, "label": {"type": ["integer", "null"]}, "class_name": NULLABLE_STR,
         "confidence": {"type": ["number", "null"]},
         "probabilities": {"type": ["array", "null"], "items": {"type": "number"}}, "error": NULLABLE_STR,
-        "true_label": {"type": ["integer", "null"]}, "true_class_name": NULLABLE_STR}},
+        "true_label": {"type": ["integer", "null"]}, "true_class_name": NULLABLE_STR,
+        "model_version": NULLABLE_STR}},
     "ResultPage": {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
         "offset": {"type": "integer"}, "limit": {"type": "integer"}, "next": NULLABLE_STR,

@@ -6,4 +6,4 @@ from workers import heartbeat, runtime
 settings = load_settings()
 app = create_celery(settings, include=["workers.tasks", "workers.benchmark_task"])
 runtime.install(app, settings)
-heartbeat.install(broker_url(settings), settings.worker_pool)
+heartbeat.install(broker_url(settings), settings.worker_pool, runtime.model_version())

@@ -86,7 +86,7 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
             log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
             leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)
             return {"chunk": work.chunk_id, "deferred_s": s.storage_retry_s}
-    final = jobs.write_results(rt.engine, work, outcomes)
+    final = jobs.write_results(rt.engine, work, outcomes, model_version=rt.manifest.version)
     if final is not None:
         job_ended(work.job_id)
     return {"chunk": work.chunk_id, "items": len(outcomes), "job_final": final}

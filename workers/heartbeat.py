@@ -17,14 +17,14 @@ log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def install(redis_url: str, pool: str) -> None:
+def install(redis_url: str, pool: str, model_version: str | None = None) -> None:
     """Start heartbeating for `pool` once the worker is ready; stop and leave when it shuts down."""
 
     def beat(node: str) -> None:
         client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
         while not _stop.is_set():
             try:
-                pools.heartbeat(client, pool, node)
+                pools.heartbeat(client, pool, node, model_version=model_version)
             except redis.RedisError as exc:  # the broker is down: the worker reconnects, so do we
                 log.warning("heartbeat for pool %s failed: %s", pool, exc)
             _stop.wait(pools.HEARTBEAT_S)

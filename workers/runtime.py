@@ -139,6 +139,18 @@ def _inject_fault(name: str) -> None:
         time.sleep(3600)
 
 
+def model_version() -> str | None:
+    """The version (manifest sha256) of the weights this worker serves; None if they cannot be read."""
+    from pipeline.inference.manifest import WeightsError, load_manifest
+
+    if _settings is None or _settings.worker_pool == "control":
+        return None
+    try:
+        return load_manifest(_settings.weights_dir).version
+    except WeightsError:
+        return None  # the worker refuses to start, saying why (worker_init)
+
+
 def settings() -> Settings:
     """The worker's settings (no models needed)."""
     if _settings is None:

@@ -35,7 +35,8 @@ def drain(self, pool: str) -> dict:
     deadline = time.monotonic() + rt.settings.drain_budget_s
     worked = 0
     while time.monotonic() < deadline:
-        work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s)
+        pinned = rt.manifest.version if rt.settings.pin_model_version else None
+        work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s, model_version=pinned)
         if work is None:
             return {"pool": pool, "chunks": worked}
         work_chunk(rt, work, job_ended)

@@ -29,6 +29,7 @@ class Manifest:
     files: dict[str, dict[str, Any]]
     accuracy: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    version: str = ""  # sha256 of manifest.json: names these weights on every result they give
 
 
 def sha256_file(path: Path) -> str:
@@ -50,7 +51,8 @@ def load_manifest(weights_dir: Path) -> Manifest:
     root = Path(weights_dir)
     path = root / MANIFEST_NAME
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_bytes()
+        raw = json.loads(text)
     except FileNotFoundError:
         raise WeightsError(f"no weights manifest at {path}; run `python -m training.train` to create the "
                            "weights, or point FB_WEIGHTS_DIR at a directory that has them") from None
@@ -66,7 +68,8 @@ def load_manifest(weights_dir: Path) -> Manifest:
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights manifest {path}: bad 'preprocess' section: {exc}") from None
     return Manifest(root=root, classes=list(raw["classes"]), arch=dict(raw["arch"]), preprocess=preprocess,
-                    files=dict(raw["files"]), accuracy=dict(raw.get("accuracy", {})), raw=raw)
+                    files=dict(raw["files"]), accuracy=dict(raw.get("accuracy", {})), raw=raw,
+                    version=hashlib.sha256(text).hexdigest())
 
 
 def verified_path(manifest: Manifest, backend: str) -> Path:

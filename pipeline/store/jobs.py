@@ -120,8 +120,10 @@ def bisect_chunk(engine: Engine, work: ChunkWork) -> list[int]:
         ).scalars().all())
 
 
-def write_results(engine: Engine, work: ChunkWork, outcomes: Sequence[Outcome]) -> str | None:
-    """Store a chunk's outcomes in one transaction (a redelivered chunk changes nothing).
+def write_results(engine: Engine, work: ChunkWork, outcomes: Sequence[Outcome],
+                  model_version: str | None = None) -> str | None:
+    """Store a chunk's outcomes in one transaction (a redelivered chunk changes nothing), each with the version of
+    the weights that gave it (`leases.claim` pins a job to the version of its first lease).
 
     Returns the job's final status if this write completed the job, else None.
     """
@@ -132,7 +134,8 @@ def write_results(engine: Engine, work: ChunkWork, outcomes: Sequence[Outcome]) 
                 pg_insert(results).on_conflict_do_nothing(index_elements=["job_id", "seq"]),
                 [
                     {"job_id": work.job_id, "seq": o.seq, "label": o.label, "confidence": o.confidence,
-                     "probabilities": o.probabilities, "error": o.error}
+                     "probabilities": o.probabilities, "error": o.error,
+                     "model_version": model_version if o.label is not None else None}
                     for o in outcomes
                 ],
             )

@@ -42,7 +42,7 @@ def _owned(api_key_id: uuid.UUID | None):
 def _result_rows(job_id: uuid.UUID):
     return (
         select(items.c.seq, items.c.name, items.c.true_label, results.c.label, results.c.confidence,
-               results.c.probabilities, results.c.error)
+               results.c.probabilities, results.c.error, results.c.model_version)
         .select_from(items.outerjoin(results, (results.c.job_id == items.c.job_id) & (results.c.seq == items.c.seq)))
         .where(items.c.job_id == job_id)
         .order_by(items.c.seq)
@@ -71,6 +71,15 @@ def class_counts(engine: Engine, job_id: uuid.UUID) -> dict[int, int]:
             .group_by(results.c.label)
         ).all()
     return {int(label): int(n) for label, n in rows}
+
+
+def model_versions(engine: Engine, job_id: uuid.UUID) -> dict[str, int]:
+    """How many of the job's results each model version (manifest sha256) gave."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(results.c.model_version, func.count())
+                            .where(results.c.job_id == job_id, results.c.model_version.is_not(None))
+                            .group_by(results.c.model_version)).all()
+    return {v: int(n) for v, n in rows}
 
 
 def accuracy(engine: Engine, job_id: uuid.UUID, classes: Sequence[str]) -> dict | None:

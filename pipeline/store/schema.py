@@ -50,6 +50,7 @@ jobs = Table(
     Column("callback_url", Text),
     Column("priority", Text, nullable=False, server_default="bulk"),  # interactive jobs are served first
     Column("not_before", DateTime(timezone=True)),  # no chunk is handed out before this time (overnight runs)
+    Column("model_version", Text),  # pinned: the weights (manifest sha256) that labelled its first chunk
     Column("error", Text),
     _now(),
     Column("started_at", DateTime(timezone=True)),
@@ -104,6 +105,7 @@ results = Table(
     Column("confidence", REAL),
     Column("probabilities", ARRAY(REAL)),
     Column("error", Text),
+    Column("model_version", Text),  # sha256 of the manifest of the weights that gave this result
     _now(),
     ForeignKeyConstraint(["job_id", "seq"], ["items.job_id", "items.seq"], ondelete="CASCADE"),
 )
