@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
-from pipeline.blobs.local import ItemReader
+from pipeline.blobs import ItemReader, open_reader
 from pipeline.settings import Settings
 from pipeline.store import engine as db
 
@@ -37,6 +37,10 @@ class Runtime:
     manifest: object
     reader: ItemReader
     pid: int
+
+    def plan(self, job_id, specs) -> None:
+        """Tell the reader which items come next (neighbouring archive members are fetched together)."""
+        self.reader.plan(job_id, specs)
 
     def read(self, job_id, spec) -> bytes:
         """An item's bytes (through the test-only fault hook when one is configured)."""
@@ -118,7 +122,7 @@ def current() -> Runtime:
              time.perf_counter() - started)
     _state = Runtime(
         settings=s, pool=pool, device=device, engine=engine(),
-        backends=backends, manifest=manifest, reader=ItemReader(s.storage_dir, s.limits),
+        backends=backends, manifest=manifest, reader=open_reader(s),
         pid=os.getpid(),
     )
     return _state

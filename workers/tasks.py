@@ -10,14 +10,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline.inference.classify import classify_items
-from pipeline.items import Outcome
+from pipeline.items import Outcome, SourceUnavailable
 from pipeline.store import jobs
 from pipeline.store import reconcile as rec
 from workers import runtime
 
 log = logging.getLogger(__name__)
-# Lost connections and restarting servers; a programming error is not retried forever.
-TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError)
+# Lost connections and restarting servers (an unreachable object store too); a programming error is not
+# retried forever.
+TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError, SourceUnavailable)
 _RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=None)
 POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
 
@@ -44,12 +45,19 @@ def classify_chunk(self, chunk_id: int) -> dict:
         from pipeline.images.preprocess import prepare
 
         cfg, max_pixels = rt.manifest.preprocess, rt.settings.limits.max_pixels
-        outcomes = classify_items(
-            work.seqs, work.items,
-            read=lambda spec: rt.read(work.job_id, spec),
-            prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
-            predict=backend.predict,
-        )
+        try:
+            rt.plan(work.job_id, work.items)
+            outcomes = classify_items(
+                work.seqs, work.items,
+                read=lambda spec: rt.read(work.job_id, spec),
+                prepare=lambda data: prepare(data, cfg, max_pixels=max_pixels),
+                predict=backend.predict,
+            )
+        except SourceUnavailable as exc:
+            # The store, not the images: retry later (autoretry, with backoff) without counting the attempt.
+            log.warning("chunk %s: %s; retrying", chunk_id, exc)
+            jobs.release_chunk(rt.engine, work)
+            raise
     final = jobs.write_results(rt.engine, work, outcomes)
     if final is not None:
         job_ended(work.job_id)
@@ -57,12 +65,15 @@ def classify_chunk(self, chunk_id: int) -> dict:
 
 
 def job_ended(job_id: uuid.UUID) -> None:
-    """Once a job has its final status: drop its spooled uploads and send its callback now, if it has one."""
-    from pipeline.blobs.local import remove_job_files
+    """Once a job has its final status: drop its uploaded parts and send its callback now, if it has one."""
+    from pipeline.blobs import open_store
 
     s = runtime.settings()
     if not s.keep_uploads:
-        remove_job_files(s.storage_dir, job_id)  # every item has its result; the bytes are no longer needed
+        try:
+            open_store(s).remove_job(job_id)  # every item has its result; the bytes are no longer needed
+        except SourceUnavailable as exc:
+            log.warning("job %s: its parts could not be deleted (%s); the bucket's lifecycle rule will", job_id, exc)
     cb = jobs.callback_id(runtime.engine(), job_id)
     if cb is not None:
         deliver_callback.apply_async((cb,), queue="control")  # else the reconciler sends it

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.images.archive import ArchiveError
 from pipeline.images.imaging import ImageError
-from pipeline.items import ItemSpec, Outcome
+from pipeline.items import ItemSpec, Outcome, SourceUnavailable
 
 log = logging.getLogger(__name__)
 # Images per inference call. Measured on one thread: ONNX, INT8 and eager run as fast at 16-256 images per call
@@ -25,7 +25,11 @@ def classify_items(
     predict: Callable[[np.ndarray], np.ndarray],
     infer_batch: int = INFER_BATCH,
 ) -> list[Outcome]:
-    """One Outcome per item, in order. A bad item becomes an error outcome; it never fails the others."""
+    """One Outcome per item, in order. A bad item becomes an error outcome; it never fails the others.
+
+    SourceUnavailable from `read` (the store cannot be reached) is no fault of the item: it propagates, and the
+    chunk is retried.
+    """
     from pipeline.images.preprocess import to_batch
 
     outcomes: dict[int, Outcome] = {}
@@ -35,6 +39,8 @@ def classify_items(
         try:
             arrays.append(prepare(read(spec)))
             ready.append(seq)
+        except SourceUnavailable:
+            raise
         except (ImageError, ArchiveError) as exc:
             outcomes[seq] = Outcome(seq, error=str(exc))
         except OSError as exc:
