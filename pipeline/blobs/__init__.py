@@ -54,6 +54,9 @@ class BlobStore(Protocol):
     def reader(self, limits: Limits) -> ItemReader:
         """A reader for worker processes (one per process, created after fork)."""
 
+    def check(self) -> None:
+        """Raise SourceUnavailable if the store cannot be used now (GET /healthz)."""
+
 
 def open_store(settings: Settings) -> BlobStore:
     """The store FB_STORAGE_URL names: file://DIR (the default: FB_STORAGE_DIR) or s3://BUCKET/PREFIX."""

@@ -99,6 +99,9 @@ class LocalStore:
         """Delete the job's folder."""
         remove_job_files(self.root, job_id)
 
+    def check(self) -> None:
+        """Nothing to ask: the operating system answers for a local folder on each use."""
+
     def reader(self, limits: Limits) -> ItemReader:
         """Today's reader: archives opened in place, the last few kept open."""
         return ItemReader(self.root, limits)

@@ -182,6 +182,15 @@ class S3Store:
         except _errors() as exc:
             raise translate(exc, f"deleting s3://{self.bucket}/{prefix}") from None
 
+    def check(self) -> None:
+        """HEAD the bucket: SourceUnavailable if the endpoint does not answer, refuses us, or has no such bucket."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except _errors() as exc:
+            error = translate(exc, f"s3://{self.bucket}")
+            raise error if isinstance(error, SourceUnavailable) else SourceUnavailable(f"no bucket {self.bucket!r}") \
+                from None
+
     def reader(self, limits: Limits) -> "S3Reader":
         """A reader that fetches members by ranged GETs, neighbours together."""
         return S3Reader(self.s3, self, limits)
@@ -227,10 +236,7 @@ class S3Reader:
         """One image's bytes (FileNotFoundError or ArchiveError fail the item; SourceUnavailable retries it)."""
         bucket, key = self._where(job_id, spec.source)
         if spec.member is None:
-            head = self._head(bucket, key)
-            if head > self.limits.max_entry_bytes:
-                raise ArchiveError(f"file too large ({head:,} bytes)")
-            return get_range(self.s3, bucket, key, 0, head)
+            return self._whole(bucket, key)
         span = spec.span
         if span is None:  # recorded before spans were: open the archive in place
             with zipfile.ZipFile(RangedFile(self.s3, bucket, key, self._head(bucket, key))) as zf:
@@ -248,6 +254,17 @@ class S3Reader:
             data = self._loaded[1]
             raw = data[span.offset - start: span.offset - start + span.length]
         return inflate_span(raw, span, self.limits)
+
+    def _whole(self, bucket: str, key: str) -> bytes:
+        """A plain image, in one GET; one over the per-file limit is refused before its body is read."""
+        try:
+            obj = self.s3.get_object(Bucket=bucket, Key=key)
+            with obj["Body"] as body:
+                if int(obj["ContentLength"]) > self.limits.max_entry_bytes:
+                    raise ArchiveError(f"file too large ({int(obj['ContentLength']):,} bytes)")
+                return body.read()
+        except _errors() as exc:
+            raise translate(exc, f"s3://{bucket}/{key}") from None
 
     def _head(self, bucket: str, key: str) -> int:
         try:

@@ -93,3 +93,12 @@ def test_an_unreachable_store_refuses_an_upload_with_503(s3_env, api_key, tmp_pa
     assert "object store" in resp.get_json()["error"] and resp.headers["Retry-After"]
     assert _jobs(client, api_key) == []
     assert list((tmp_path / "web-storage" / "jobs").iterdir()) == []
+
+
+def test_healthz_reports_the_object_store(s3_env):
+    # Given web services on S3, one whose endpoint answers and one whose endpoint nobody listens on
+    up = _client(s3_env).get("/healthz")
+    down = _client({**s3_env, "FB_S3_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}"}).get("/healthz")
+    # Then the first is healthy, and the second answers 503 saying the store is unreachable
+    assert (up.status_code, up.get_json()["storage"]) == (200, "ok")
+    assert down.status_code == 503 and down.get_json()["storage"].startswith("unreachable")
