@@ -131,7 +131,7 @@ def create_job():
         raise ApiError(400, "Idempotency-Key must be at most 255 printable characters")
     options = {"backend": backend, "pool": pool, "callback_url": callback_url or ""}
 
-    job_id = uuid.uuid4()
+    job_id = request.job_id  # the parts' object keys, if any were uploaded as they arrived, carry it
     claim = None
     store = svc.store if source is None else None  # a source's objects are never copied, nor ever deleted
     try:
@@ -146,7 +146,7 @@ def create_job():
             parts = []
             for i, fs in enumerate(files):
                 fs.stream.flush()
-                target = folder / f"part-{i:05d}"
+                target = folder / (getattr(fs.stream, "part_name", None) or f"part-{i:05d}")
                 os.replace(fs.stream.name, target)
                 parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}"),
                                   source=store.item_source(job_id, target.name)))
@@ -155,7 +155,7 @@ def create_job():
                 if (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
                     _forget_files(job_id)
                     return _replay(earlier, claim)
-            specs = _scan_and_publish(job_id, parts)
+            specs = _scan_and_publish(job_id, parts, [fs.stream for fs in files])
         chunk_ids = jobs.create_job(
             svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
             callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
@@ -202,11 +202,11 @@ def _store_down(exc: Exception) -> ApiError:
                     {"Retry-After": "10"})
 
 
-def _scan_and_publish(job_id: uuid.UUID, parts: list[Part]) -> list:
-    """List the upload's images while its parts are published to the store (S3: uploaded) alongside."""
+def _scan_and_publish(job_id: uuid.UUID, parts: list[Part], streams: list) -> list:
+    """List the upload's images while its parts are published to the store (S3: their uploads completed)."""
     svc = services()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        published = pool.submit(svc.store.publish, job_id, [p.path for p in parts])
+        published = pool.submit(svc.store.publish, job_id, [p.path for p in parts], streams)
         error: ApiError | None = None
         try:
             specs = list_items(parts, svc.settings.limits, svc.classes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import BinaryIO, Protocol, Sequence
 
 from pipeline.items import ItemSpec, SourceUnavailable
 from pipeline.settings import Limits, Settings
@@ -42,8 +42,12 @@ class BlobStore(Protocol):
         """What the items of a spooled part record as their source: the part's name in the job's folder (local),
         or its object's URL (s3://...), which any worker with the store's credentials can read."""
 
-    def publish(self, job_id: uuid.UUID, paths: Sequence[Path]) -> None:
-        """Make the spooled parts readable by the workers (SourceUnavailable if the store cannot be reached)."""
+    def receive(self, job_id: uuid.UUID, index: int, file: BinaryIO) -> BinaryIO:
+        """The file object a request's `index`-th file part is spooled through (S3: uploaded as it arrives)."""
+
+    def publish(self, job_id: uuid.UUID, paths: Sequence[Path], streams: Sequence[object] = ()) -> None:
+        """Make the spooled parts readable by the workers (SourceUnavailable if the store cannot be reached);
+        `streams` are the objects `receive` returned for them."""
 
     def discard_scratch(self, job_id: uuid.UUID) -> None:
         """Drop the web host's local copy once the parts are published (a no-op where it *is* the store)."""

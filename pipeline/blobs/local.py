@@ -9,7 +9,7 @@ import uuid
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 from urllib.parse import unquote, urlparse
 
 from pipeline.images.archive import ArchiveError, read_member
@@ -89,7 +89,11 @@ class LocalStore:
         """The part's name: the reader finds it in the job's folder."""
         return name
 
-    def publish(self, job_id: uuid.UUID, paths: Sequence[Path]) -> None:
+    def receive(self, job_id: uuid.UUID, index: int, file: BinaryIO) -> BinaryIO:
+        """The spool file itself."""
+        return file
+
+    def publish(self, job_id: uuid.UUID, paths: Sequence[Path], streams: Sequence[object] = ()) -> None:
         """Nothing to do: the workers read the folder the parts were spooled to."""
 
     def discard_scratch(self, job_id: uuid.UUID) -> None:

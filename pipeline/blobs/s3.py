@@ -9,12 +9,14 @@ imported lazily (the `s3` extra); it reads the standard AWS_* credential variabl
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import threading
 import uuid
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 from pipeline.images.archive import ArchiveError, inflate_span, read_member
 from pipeline.items import ItemSpec, SourceUnavailable
@@ -122,6 +124,84 @@ class RangedFile(io.RawIOBase):
         return len(out)
 
 
+class StreamingPart:
+    """A part being received: written to its spool file as the request arrives and, each 8 MiB as it is
+    complete, sent as one part of a multipart upload (read back from disk), so the upload to S3 runs alongside
+    the request instead of after it; at most two parts (16 MiB) are in memory at a time."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, file: BinaryIO):
+        self.s3, self.bucket, self.key, self._file = s3, bucket, key, file
+        self.name = file.name
+        self._fd = os.open(file.name, os.O_RDONLY)  # stays valid when the file is moved into the job's folder
+        self._pool: ThreadPoolExecutor | None = None
+        self._upload_id: str | None = None
+        self._parts: list[Future] = []
+        self._sent = self._size = 0
+        self._lock = threading.Lock()
+        self.done = False
+
+    @property
+    def part_name(self) -> str:
+        """The name of the part in its job (the last component of its key)."""
+        return self.key.rsplit("/", 1)[-1]
+
+    def write(self, data: bytes) -> int:
+        n = self._file.write(data)
+        self._size += n
+        while self._size - self._sent >= _PART_BYTES:
+            self._file.flush()
+            self._send(self._sent, _PART_BYTES)
+        return n
+
+    def _send(self, offset: int, length: int) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2)
+        number = len(self._parts) + 1
+        self._parts.append(self._pool.submit(self._upload_part, number, offset, length))
+        self._sent = offset + length
+
+    def _upload_part(self, number: int, offset: int, length: int) -> dict:
+        with self._lock:  # the first part creates the multipart upload
+            if self._upload_id is None:
+                self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        body = os.pread(self._fd, length, offset)
+        etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number,
+                                   Body=body)["ETag"]
+        return {"PartNumber": number, "ETag": etag}
+
+    def finish(self) -> None:
+        """Send what is left and complete the upload (a part under 8 MiB goes in one PUT); SourceUnavailable
+        if the store could not be reached."""
+        self._file.flush()
+        try:
+            if not self._parts:
+                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=os.pread(self._fd, self._size, 0))
+            else:
+                if self._size > self._sent:
+                    self._send(self._sent, self._size - self._sent)
+                parts = [f.result() for f in self._parts]
+                self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                                  MultipartUpload={"Parts": parts})
+            self.done = True
+        except _errors() as exc:
+            raise translate(exc, f"upload to s3://{self.bucket}/{self.key}") from None
+
+    def abort(self) -> None:
+        """Give up an unfinished upload (the request was refused or failed) and release the file."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if not self.done and self._upload_id is not None:
+            try:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            except _errors():
+                pass  # the lifecycle rule's AbortIncompleteMultipartUpload covers it (README: Storage)
+        os.close(self._fd)
+        self._fd = -1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)  # seek, read, tell, flush, close: the spool file's
+
+
 class S3Store:
     """Parts spooled on the web host's own disk (FB_STORAGE_DIR, a scratch folder), scanned there, uploaded."""
 
@@ -149,8 +229,13 @@ class S3Store:
         """A folder on the web host, removed once the parts are uploaded."""
         return self.settings.storage_dir / "jobs" / str(uuid.UUID(str(job_id)))
 
-    def publish(self, job_id: uuid.UUID, paths: Sequence[Path]) -> None:
-        """Upload the parts, several at a time; a large one as a multipart upload read from disk in 8 MiB parts."""
+    def receive(self, job_id: uuid.UUID, index: int, file: BinaryIO) -> StreamingPart:
+        """The file a request's `index`-th file part is written to: spooled, and uploaded as it arrives."""
+        return StreamingPart(self.s3, self.bucket, self.key(job_id, f"part-{index:05d}"), file)
+
+    def publish(self, job_id: uuid.UUID, paths: Sequence[Path], streams: Sequence[object] = ()) -> None:
+        """Complete the parts' uploads: those received as StreamingParts have sent all but their last 8 MiB
+        already; any other is uploaded now from disk, in 8 MiB parts, several parts at a time."""
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=_PART_BYTES, multipart_chunksize=_PART_BYTES, max_concurrency=4)
@@ -163,8 +248,9 @@ class S3Store:
                 raise translate(cause if isinstance(cause, _errors()) else exc, f"upload to s3://{self.bucket}") \
                     from None
 
+        streaming = {s.part_name: s for s in streams if isinstance(s, StreamingPart)}
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(upload, paths))
+            list(pool.map(lambda p: streaming[p.name].finish() if p.name in streaming else upload(p), paths))
 
     def discard_scratch(self, job_id: uuid.UUID) -> None:
         """Delete the web host's copy of the parts."""

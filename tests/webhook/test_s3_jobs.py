@@ -102,3 +102,48 @@ def test_healthz_reports_the_object_store(s3_env):
     # Then the first is healthy, and the second answers 503 saying the store is unreachable
     assert (up.status_code, up.get_json()["storage"]) == (200, "ok")
     assert down.status_code == 503 and down.get_json()["storage"].startswith("unreachable")
+
+
+def _noise_png(seed: int, side: int = 1400) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_large_part_is_uploaded_in_parts_while_it_arrives(s3_env, seaweedfs, api_key, tmp_path):
+    # Given a stored ZIP of ~18 MB (three incompressible photos), over the 8 MiB part size
+    import zipfile
+
+    archive = make_zip(tmp_path / "big.zip", {f"{i}.png": _noise_png(i) for i in range(3)}, zipfile.ZIP_STORED)
+    assert archive.stat().st_size > 16 * 1024**2
+    client = _client(s3_env)
+    # When it is uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(archive.open("rb"), "big.zip")]})
+    # Then the object in the bucket is the ZIP, byte for byte, and no multipart upload is left open
+    assert resp.status_code == 202, resp.get_json()
+    s3 = seaweedfs["client"]
+    prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):]
+    key = f"{prefix}jobs/{resp.get_json()['id']}/part-00000"
+    assert s3.get_object(Bucket="fashion-batch", Key=key)["Body"].read() == archive.read_bytes()
+    assert s3.list_multipart_uploads(Bucket="fashion-batch", Prefix=prefix).get("Uploads", []) == []
+
+
+def test_a_refused_large_upload_leaves_nothing_in_the_bucket(s3_env, seaweedfs, api_key, tmp_path):
+    # Given a ~18 MB ZIP that holds no image at all
+    import zipfile
+
+    archive = make_zip(tmp_path / "docs.zip", {f"{i}.bin": _noise_png(i)[100:] for i in range(3)}, zipfile.ZIP_STORED)
+    client = _client(s3_env)
+    # When it is uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(archive.open("rb"), "docs.zip")]})
+    # Then it is refused, and neither an object nor an open multipart upload is left behind
+    assert resp.status_code == 400 and "contains no images" in resp.get_json()["error"]
+    s3 = seaweedfs["client"]
+    prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):]
+    assert _keys(s3, "fashion-batch", prefix) == []
+    assert s3.list_multipart_uploads(Bucket="fashion-batch", Prefix=prefix).get("Uploads", []) == []
