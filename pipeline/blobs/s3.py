@@ -127,7 +127,7 @@ class RangedFile(io.RawIOBase):
 class StreamingPart:
     """A part being received: written to its spool file as the request arrives and, each 8 MiB as it is
     complete, sent as one part of a multipart upload (read back from disk), so the upload to S3 runs alongside
-    the request instead of after it; at most two parts (16 MiB) are in memory at a time."""
+    the request instead of after it; at most four parts (32 MiB) are in memory at a time."""
 
     def __init__(self, s3: Any, bucket: str, key: str, file: BinaryIO):
         self.s3, self.bucket, self.key, self._file = s3, bucket, key, file
@@ -155,7 +155,7 @@ class StreamingPart:
 
     def _send(self, offset: int, length: int) -> None:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2)
+            self._pool = ThreadPoolExecutor(max_workers=4)
         number = len(self._parts) + 1
         self._parts.append(self._pool.submit(self._upload_part, number, offset, length))
         self._sent = offset + length
