@@ -4,6 +4,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class SourceUnavailable(RuntimeError):
+    """An item's bytes exist but cannot be had right now (object store unreachable, throttled): retry the
+    chunk later, never fail the item for it."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where an archive member's data lies in its archive, as the scan found it, so that a worker can read it
+    with one ranged read instead of opening the archive: offset and length of the (compressed) data, the
+    compression method, and the size and CRC-32 the directory declares (checked after reading)."""
+
+    offset: int
+    length: int
+    method: int
+    size: int
+    crc32: int
+
+
 @dataclass(frozen=True)
 class ItemSpec:
     """An image to classify: its display name, where its bytes are (spooled file, archive member), and the
@@ -13,6 +31,7 @@ class ItemSpec:
     source: str
     member: int | None = None
     true_label: int | None = None
+    span: Span | None = None
 
 
 @dataclass(frozen=True)

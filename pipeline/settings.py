@@ -89,6 +89,13 @@ class Settings(_FromEnviron):
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))  # None: embedded
     data_dir: Path = PROJECT_ROOT / ".data"
     storage_dir: Path | None = None  # None: data_dir / "storage"
+    # Where uploads live between the web service and the workers (README: Storage): file://DIR (default:
+    # file://<storage_dir>) or s3://BUCKET/PREFIX. With s3, storage_dir is only each host's own scratch.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # None: AWS; set for SeaweedFS, MinIO, ... (credentials: AWS_* variables)
+    s3_region: str = "us-east-1"
+    # Buckets that POST /v1/jobs {"source": "s3://BUCKET/PREFIX/"} may read; anything else is refused (400).
+    s3_source_buckets: Names = ()
     weights_dir: Path = PROJECT_ROOT / "weights"
     fashion_mnist_dir: Path | None = None  # training and evaluation data; None: ../shared/datasets/fashion-mnist
     web_host: str = "127.0.0.1"
@@ -142,7 +149,7 @@ class Settings(_FromEnviron):
     fault_hang_on: str | None = None
     limits: Limits = Field(default_factory=Limits)
 
-    @field_validator("cpu_backends", "gpu_backends", "preload_backends", mode="before")
+    @field_validator("cpu_backends", "gpu_backends", "preload_backends", "s3_source_buckets", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -164,6 +171,11 @@ class Settings(_FromEnviron):
         if self.secret_key:
             return self.secret_key.encode()
         return hashlib.sha256(f"fashion-batch-development:{self.data_dir}".encode()).digest()
+
+    @property
+    def blob_url(self) -> str:
+        """Where uploads are kept: FB_STORAGE_URL, else the local storage folder as a file:// URL."""
+        return self.storage_url or self.storage_dir.as_uri()
 
     @property
     def base_url(self) -> str:
@@ -230,6 +242,10 @@ def validate(s: Settings) -> None:
                             f"({s.task_time_limit_s}): a worker hands over before its task's hard limit")
     if s.lease_s < 3 * 1.0 or s.item_time_limit_s <= 0:
         raise SettingsError("FB_LEASE_S must be at least 3 s and FB_ITEM_TIME_LIMIT_S positive")
+    if not s.blob_url.startswith(("file:///", "s3://")):
+        raise SettingsError(f"FB_STORAGE_URL must be file:///DIR or s3://BUCKET/PREFIX, got {s.storage_url!r}")
+    if s.blob_url.startswith("s3://") and not s.blob_url[5:].split("/", 1)[0]:
+        raise SettingsError(f"FB_STORAGE_URL names no bucket: {s.storage_url!r}")
     if s.infer_threads < 1:
         raise SettingsError("FB_INFER_THREADS must be at least 1")
     if s.env == "production":

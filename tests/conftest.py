@@ -40,12 +40,64 @@ def servers(tmp_path_factory) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="session")
-def env(servers, tmp_path_factory) -> dict[str, str]:
-    """The environment shared by the test process and the worker processes it starts."""
+def seaweedfs(tmp_path_factory) -> Iterator[dict]:
+    """A real S3 server: SeaweedFS embedded under the session's temporary folder on free loopback ports (or the
+    one FB_TEST_S3_ENDPOINT_URL names, with the AWS_* credentials of the environment); stopped after."""
+    from pipeline.tools.services import EmbeddedSeaweedFS
+
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")}
+    server = None
+    endpoint = os.environ.get("FB_TEST_S3_ENDPOINT_URL")
+    if not endpoint:
+        server = EmbeddedSeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+        endpoint = server.start()
+        # boto3 reads the standard variables itself: the test process and the workers it starts get them.
+        os.environ.update(server.credentials)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    credentials = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    s3 = _s3_client(endpoint)
+    for bucket in ("fashion-batch", "fb-sources"):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.ClientError:
+            pass  # exists already
+    yield {"endpoint": endpoint, "server": server, "credentials": credentials, "client": s3}
+    if server is not None:
+        server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _s3_client(endpoint: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        config=Config(s3={"addressing_style": "path"}))
+
+
+@pytest.fixture()
+def s3_env(env, seaweedfs, tmp_path) -> dict[str, str]:
+    """The session's environment with uploads in S3 under a prefix of this test's own, sources allowed from
+    the `fb-sources` bucket, and a storage folder (scratch only) of its own."""
+    return {**env, "FB_STORAGE_URL": f"s3://fashion-batch/t-{tmp_path.name}/", "FB_S3_SOURCE_BUCKETS": "fb-sources",
+            "FB_STORAGE_DIR": str(tmp_path / "web-storage")}
+
+
+@pytest.fixture(scope="session")
+def env(servers, seaweedfs, tmp_path_factory) -> dict[str, str]:
+    """The environment shared by the test process and the worker processes it starts (uploads in the local
+    folder, the default; the S3 server's address too, so that any worker reads jobs whose parts are in S3)."""
     data = tmp_path_factory.mktemp("data")
     passthrough = {k: os.environ[k] for k in ("FB_WEIGHTS_DIR",) if k in os.environ}
     return {
         **passthrough,
+        **seaweedfs["credentials"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "FB_S3_ENDPOINT_URL": seaweedfs["endpoint"],
         "FB_ENV": "test",
         "DATABASE_URL": servers["database_url"],
         "REDIS_URL": servers["redis_url"],

@@ -35,6 +35,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["fashion_batch"] = Services(settings)
+    if settings.blob_url.startswith("s3://"):
+        from pipeline.blobs.s3 import client
+
+        client(settings)  # refuse to start without boto3 (the s3 extra), rather than answer 500 to every upload
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     errors.register(app)
     app.register_blueprint(health.bp)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
@@ -13,10 +15,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from pipeline import pools
-from pipeline.blobs import local as storage
 from pipeline.callbacks import CallbackURLError, check_url
 from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
+from pipeline.items import SourceUnavailable
 from pipeline.settings import BACKENDS, POOLS
 from pipeline.store import idempotency, jobs, leases, reports
 from pipeline.store.idempotency import Claim, request_hash
@@ -25,6 +27,7 @@ from webhook.errors import ApiError
 from webhook.extensions import services
 from webhook.links import external_url
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
 PRIORITIES = ("interactive", "bulk")
@@ -73,8 +76,18 @@ def _owned_job(job_id: uuid.UUID) -> dict:
     return job
 
 
-def _choice(field: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = (request.form.get(field) or default).strip()
+def _fields() -> dict:
+    """The submission's fields: the multipart form, or the JSON body of a job from a source."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object, e.g. {\"source\": \"s3://bucket/prefix/\"}")
+        return body
+    return request.form
+
+
+def _choice(fields, field: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = str(fields.get(field) or default).strip()
     if value not in allowed:
         raise ApiError(400, f"unknown {field} {value!r}: choose one of {', '.join(allowed)}")
     return value
@@ -94,13 +107,13 @@ def publish_wakeups(n_chunks: int, pool: str) -> None:
                           retry=True, retry_policy=policy)
 
 
-def _priority(total: int) -> str:
+def _priority(fields, total: int) -> str:
     default = "interactive" if total <= services().settings.interactive_max_images else "bulk"
-    return _choice("priority", default, PRIORITIES)
+    return _choice(fields, "priority", default, PRIORITIES)
 
 
-def _not_before() -> datetime | None:
-    raw = (request.form.get("not_before") or "").strip()
+def _not_before(fields) -> datetime | None:
+    raw = str(fields.get("not_before") or "").strip()
     if not raw:
         return None
     try:
@@ -116,75 +129,136 @@ def create_job():
     svc = services()
     settings = svc.settings
     auth.check_rate_limit()
+    fields = _fields()
     files = request.files.getlist("files")
-    pool = _choice("pool", "cpu", POOLS)
-    backend = _choice("backend", settings.default_backend, BACKENDS)
+    pool = _choice(fields, "pool", "cpu", POOLS)
+    backend = _choice(fields, "backend", settings.default_backend, BACKENDS)
     if backend not in settings.backends_for(pool):
         raise ApiError(400, f"backend {backend!r} is not served by the {pool} pool")
     if not settings.queue_without_workers and _live_workers(pool) == 0:
         raise ApiError(503, f"no worker serves the {pool} pool right now; nothing was recorded (start one, or set "
                             "FB_QUEUE_WITHOUT_WORKERS=1 to queue jobs for workers that are yet to come)",
                        {"Retry-After": "30"})
-    callback_url = (request.form.get("callback_url") or "").strip() or None
+    callback_url = str(fields.get("callback_url") or "").strip() or None
     if callback_url:
         try:
             check_url(callback_url, allow_private=settings.callback_allow_private)
         except CallbackURLError as exc:
             raise ApiError(400, str(exc)) from None
-    if not files:
-        raise ApiError(400, "no files uploaded: send one or more multipart parts named 'files'")
+    source = fields.get("source") if request.is_json else None
+    if source is None and not files:
+        raise ApiError(400, "no files uploaded: send one or more multipart parts named 'files', or a JSON body "
+                            "{\"source\": \"s3://bucket/prefix/\"}")
     idem_key = (request.headers.get("Idempotency-Key") or "").strip() or None
     if idem_key is not None and (len(idem_key) > 255 or not idem_key.isprintable()):
         raise ApiError(400, "Idempotency-Key must be at most 255 printable characters")
+    options = {"backend": backend, "pool": pool, "callback_url": callback_url or ""}
 
-    job_id = uuid.uuid4()
-    folder = storage.job_dir(settings.storage_dir, job_id)
-    folder.mkdir(parents=True)
+    job_id = request.job_id  # the parts' object keys, if any were uploaded as they arrived, carry it
+    claim = None
+    store = svc.store if source is None else None  # a source's objects are never copied, nor ever deleted
     try:
-        parts = []
-        for i, fs in enumerate(files):
-            fs.stream.flush()
-            target = folder / f"part-{i:05d}"
-            os.replace(fs.stream.name, target)
-            parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}")))
-        claim = None
-        if idem_key is not None:
-            fields = {"backend": backend, "pool": pool, "callback_url": callback_url or ""}
-            claim = Claim(idem_key, request_hash(fields, [(p.filename, p.path) for p in parts]))
-            if (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
-                storage.remove_job_files(settings.storage_dir, job_id)
+        if source is not None:
+            claim = Claim(idem_key, request_hash({**options, "source": str(source)}, [])) if idem_key else None
+            if claim is not None and (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
                 return _replay(earlier, claim)
-        try:
-            specs = list_items(parts, settings.limits, svc.classes)
-        except LimitExceeded as exc:
-            raise ApiError(413, str(exc)) from None
-        except (IngestError, ArchiveError) as exc:
-            raise ApiError(400, str(exc)) from None
+            specs = _source_items(str(source))
+        else:
+            folder = store.scratch_dir(job_id)
+            folder.mkdir(parents=True)
+            parts = []
+            for i, fs in enumerate(files):
+                fs.stream.flush()
+                target = folder / (getattr(fs.stream, "part_name", None) or f"part-{i:05d}")
+                os.replace(fs.stream.name, target)
+                parts.append(Part(target, display_name(fs.filename, f"file-{i + 1}"),
+                                  source=store.item_source(job_id, target.name)))
+            if idem_key is not None:
+                claim = Claim(idem_key, request_hash(options, [(p.filename, p.path) for p in parts]))
+                if (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
+                    _forget_files(job_id)
+                    return _replay(earlier, claim)
+            specs = _scan_and_publish(job_id, parts, [fs.stream for fs in files])
         chunk_ids = jobs.create_job(
             svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
             callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
             first_chunk_size=settings.first_chunk_size, idempotency=claim,
-            priority=_priority(len(specs)), not_before=_not_before(),
+            priority=_priority(fields, len(specs)), not_before=_not_before(fields),
         )
     except IntegrityError:
         # A twin request with the same Idempotency-Key committed first: answer with its job.
-        storage.remove_job_files(settings.storage_dir, job_id)
+        if store is not None:
+            _forget_files(job_id)
         if claim is None or (earlier := idempotency.find(svc.engine, g.api_key.id, claim.key)) is None:
             raise
         return _replay(earlier, claim)
     except Exception:
-        storage.remove_job_files(settings.storage_dir, job_id)
+        if store is not None:
+            _forget_files(job_id)
         raise
+    finally:
+        if store is not None:
+            store.discard_scratch(job_id)
     try:
         publish_wakeups(len(chunk_ids), pool)
     except (BrokerError, RedisError, OSError):
         # Not enqueued means not accepted: forget the job so the client can simply send it again.
         jobs.delete_job(svc.engine, job_id)
-        storage.remove_job_files(settings.storage_dir, job_id)
+        if store is not None:
+            _forget_files(job_id)
         raise ApiError(503, "the job queue (Redis) is unavailable; nothing was recorded, try again shortly",
                        {"Retry-After": "10"}) from None
     body = job_json(reports.job_status(svc.engine, job_id, g.api_key.id))
     return jsonify(body), 202, {"Location": body["status_url"]}
+
+
+def _forget_files(job_id: uuid.UUID) -> None:
+    """Delete a refused job's parts; an unreachable store leaves them to the bucket's lifecycle rule."""
+    try:
+        services().store.remove_job(job_id)
+    except SourceUnavailable as exc:
+        log.warning("could not delete the parts of refused job %s: %s", job_id, exc)
+
+
+def _store_down(exc: Exception) -> ApiError:
+    return ApiError(503, f"the object store is unavailable; nothing was recorded, try again shortly ({exc})",
+                    {"Retry-After": "10"})
+
+
+def _scan_and_publish(job_id: uuid.UUID, parts: list[Part], streams: list) -> list:
+    """List the upload's images while its parts are published to the store (S3: their uploads completed)."""
+    svc = services()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        published = pool.submit(svc.store.publish, job_id, [p.path for p in parts], streams)
+        error: ApiError | None = None
+        try:
+            specs = list_items(parts, svc.settings.limits, svc.classes)
+        except LimitExceeded as exc:
+            error = ApiError(413, str(exc))
+        except (IngestError, ArchiveError) as exc:
+            error = ApiError(400, str(exc))
+        try:
+            published.result()
+        except SourceUnavailable as exc:
+            error = error or _store_down(exc)
+    if error is not None:
+        raise error
+    return specs
+
+
+def _source_items(source: str) -> list:
+    """The items of a job from objects already in a bucket (400 for a refused source, 503 if unreachable)."""
+    from pipeline.blobs.sources import SourceRefused, source_items
+
+    svc = services()
+    try:
+        return source_items(svc.settings, source, svc.classes)
+    except LimitExceeded as exc:
+        raise ApiError(413, str(exc)) from None
+    except (SourceRefused, IngestError, ArchiveError) as exc:
+        raise ApiError(400, str(exc)) from None
+    except SourceUnavailable as exc:
+        raise _store_down(exc) from None
 
 
 def _replay(earlier: tuple[uuid.UUID, str], claim: Claim):
@@ -257,7 +331,7 @@ def cancel_job(job_id: uuid.UUID):
     svc = services()
     jobs.cancel_job(svc.engine, job_id)
     if not svc.settings.keep_uploads:
-        storage.remove_job_files(svc.settings.storage_dir, job_id)
+        _forget_files(job_id)
     if (cb := jobs.callback_id(svc.engine, job_id)) is not None:
         try:
             svc.celery.send_task("workers.tasks.deliver_callback", args=(cb,), queue="control",

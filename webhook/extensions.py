@@ -8,6 +8,7 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy import Engine
 
+from pipeline.blobs import BlobStore
 from pipeline.settings import Settings
 from pipeline.store import engine as db
 
@@ -27,6 +28,12 @@ class Services:
         from pipeline.broker import create_celery
 
         return create_celery(self.settings)
+
+    @cached_property
+    def store(self) -> BlobStore:
+        from pipeline.blobs import open_store
+
+        return open_store(self.settings)
 
     @cached_property
     def redis(self) -> redis.Redis:

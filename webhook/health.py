@@ -1,4 +1,4 @@
-"""`GET /healthz`: is the database reachable, is the broker reachable."""
+"""`GET /healthz`: is the database reachable, is the broker reachable (and the object store, with S3 storage)."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -6,6 +6,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.items import SourceUnavailable
 from webhook.extensions import services
 
 bp = Blueprint("health", __name__)
@@ -13,7 +14,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 when PostgreSQL and Redis answer, 503 (saying which failed) otherwise."""
+    """200 when PostgreSQL and Redis (and S3, when uploads go there) answer, 503 (saying which failed) otherwise."""
     checks = {}
     try:
         with services().engine.connect() as conn:
@@ -26,5 +27,11 @@ def healthz():
         checks["broker"] = "ok"
     except RedisError as exc:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
+    if services().settings.blob_url.startswith("s3://"):
+        try:
+            services().store.check()
+            checks["storage"] = "ok"
+        except SourceUnavailable as exc:
+            checks["storage"] = f"unreachable: {exc}"
     healthy = all(v == "ok" for v in checks.values())
     return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503

@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.inference.classify import Unavailable, classify_items
-from pipeline.items import Outcome
+from pipeline.inference.classify import classify_items
+from pipeline.items import Outcome, SourceUnavailable
 from pipeline.store import jobs, leases
 from pipeline.store.jobs import ChunkWork
 from workers.deadline import item_deadline
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
 
 
-class StorageUnavailable(Unavailable):
-    """The chunk's uploads cannot be read now; the chunk is retried, no item is failed for it."""
+class StorageUnavailable(SourceUnavailable):
+    """The chunk's uploads cannot be read now (a missing or flaky mount); no item is failed for it."""
 
 
 @contextmanager
@@ -79,9 +79,10 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
 
         try:
             with lease_kept(rt, work):
+                rt.plan(work.job_id, work.items)  # an object store fetches neighbouring members together
                 outcomes = classify_items(work.seqs, work.items, read=read, prepare=prepared,
                                           predict=backend.predict)
-        except StorageUnavailable as exc:
+        except SourceUnavailable as exc:
             # Nothing is wrong with the images: give the chunk back for a while, go on with other work.
             log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
             leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)

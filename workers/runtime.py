@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
-from pipeline.blobs.local import ItemReader
+from pipeline.blobs import ItemReader, open_reader
 from pipeline.settings import Settings, SettingsError, require
 from pipeline.store import engine as db
 from pipeline.store import leases
@@ -40,6 +40,10 @@ class Runtime:
     reader: ItemReader
     pid: int
     holder: str  # this process's name as a chunk lease holder
+
+    def plan(self, job_id, specs) -> None:
+        """Tell the reader which items come next (neighbouring archive members are fetched together)."""
+        self.reader.plan(job_id, specs)
 
     def read(self, job_id, spec) -> bytes:
         """An item's bytes (through the test-only fault hook when one is configured)."""
@@ -126,7 +130,7 @@ def current() -> Runtime:
              ", ".join(backends.loaded()) or "none")
     _state = Runtime(
         settings=s, pool=pool, device=device, engine=engine(),
-        backends=backends, manifest=manifest, reader=ItemReader(s.storage_dir, s.limits),
+        backends=backends, manifest=manifest, reader=open_reader(s),
         pid=os.getpid(), holder=leases.holder_id(),
     )
     return _state

@@ -17,14 +17,16 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from pipeline.items import SourceUnavailable
 from pipeline.store import jobs, leases
 from pipeline.store import reconcile as rec
 from workers import runtime
 from workers.chunks import POISON_ERROR, work_chunk  # noqa: F401 - POISON_ERROR is part of this module's API
 
 log = logging.getLogger(__name__)
-# Lost connections and restarting servers; a programming error is not retried forever.
-TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError)
+# Lost connections and restarting servers (an unreachable object store too); a programming error is not
+# retried forever.
+TRANSIENT = (OperationalError, InterfaceError, BrokerError, RedisConnectionError, ConnectionError, SourceUnavailable)
 _RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=None)
 
 
@@ -39,8 +41,11 @@ def drain(self, pool: str) -> dict:
         work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s, model_version=pinned)
         if work is None:
             return {"pool": pool, "chunks": worked}
-        work_chunk(rt, work, job_ended)
+        done = work_chunk(rt, work, job_ended)
         worked += 1
+        if "deferred_s" in done:
+            # Its uploads cannot be read now: look again once the deferral is over (beat's dispatch would too).
+            drain.apply_async((pool,), queue=pool, countdown=done["deferred_s"])
     drain.apply_async((pool,), queue=pool)  # there may be more: hand over, so other messages get their turn
     return {"pool": pool, "chunks": worked, "handed_over": True}
 
@@ -67,12 +72,15 @@ def dispatch(self) -> dict:
 
 
 def job_ended(job_id: uuid.UUID) -> None:
-    """Once a job has its final status: drop its spooled uploads and send its callback now, if it has one."""
-    from pipeline.blobs.local import remove_job_files
+    """Once a job has its final status: drop its uploaded parts and send its callback now, if it has one."""
+    from pipeline.blobs import open_store
 
     s = runtime.settings()
     if not s.keep_uploads:
-        remove_job_files(s.storage_dir, job_id)  # every item has its result; the bytes are no longer needed
+        try:
+            open_store(s).remove_job(job_id)  # every item has its result; the bytes are no longer needed
+        except SourceUnavailable as exc:
+            log.warning("job %s: its parts could not be deleted (%s); the bucket's lifecycle rule will", job_id, exc)
     cb = jobs.callback_id(runtime.engine(), job_id)
     if cb is not None:
         deliver_callback.apply_async((cb,), queue="control")  # else the reconciler sends it
@@ -100,12 +108,14 @@ def reconcile(self) -> dict:
 @shared_task(bind=True, name="workers.tasks.housekeeping", **_RETRY)
 def housekeeping(self) -> dict:
     """Purge jobs past FB_RETENTION_DAYS, and uploads no running job owns (crashed requests, lost clean-ups)."""
-    from pipeline.blobs import local
+    from pipeline.blobs import local, open_store
     from pipeline.store import retention
 
     s, engine = runtime.settings(), runtime.engine()
     purged = retention.purge_jobs(engine, s.retention_days)
-    local.remove([local.job_dir(s.storage_dir, j) for j in purged])
+    store = open_store(s)
+    for job_id in purged:
+        store.remove_job(job_id)  # the job's uploads, in a folder or a bucket
     spooled, folders = local.stale_entries(s.storage_dir, s.orphan_after_s)
     alive = retention.statuses(engine, folders)
     ended = [f for j, f in folders.items() if j not in alive or (alive[j] in jobs.FINAL and not s.keep_uploads)]

@@ -10,10 +10,12 @@ import uuid
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO, Sequence
+from urllib.parse import unquote, urlparse
 
 from pipeline.images.archive import ArchiveError, read_member
 from pipeline.items import ItemSpec
-from pipeline.settings import Limits
+from pipeline.settings import Limits, Settings
 
 
 def incoming_dir(storage_dir: Path) -> Path:
@@ -67,6 +69,9 @@ class ItemReader:
         self.keep_open = keep_open
         self._archives: OrderedDict[Path, zipfile.ZipFile] = OrderedDict()
 
+    def plan(self, job_id: uuid.UUID, specs: Sequence[ItemSpec]) -> None:
+        """Nothing to plan: members are read from the open archive in place."""
+
     def read(self, job_id: uuid.UUID, item: ItemSpec) -> bytes:
         """The bytes of one image; raises OSError or ArchiveError if they cannot be had."""
         path = job_dir(self.storage_dir, job_id) / Path(item.source).name
@@ -93,3 +98,40 @@ class ItemReader:
         """Close every archive kept open."""
         while self._archives:
             self._archives.popitem()[1].close()
+
+
+class LocalStore:
+    """The `file://` store: the folder is the store, so spooling is publishing (README: Storage)."""
+
+    def __init__(self, settings: Settings):
+        self.url = settings.blob_url
+        self.root = Path(unquote(urlparse(self.url).path))
+
+    def scratch_dir(self, job_id: uuid.UUID) -> Path:
+        """The job's folder in the store itself."""
+        return job_dir(self.root, job_id)
+
+    def item_source(self, job_id: uuid.UUID, name: str) -> str:
+        """The part's name: the reader finds it in the job's folder."""
+        return name
+
+    def receive(self, job_id: uuid.UUID, index: int, file: BinaryIO) -> BinaryIO:
+        """The spool file itself."""
+        return file
+
+    def publish(self, job_id: uuid.UUID, paths: Sequence[Path], streams: Sequence[object] = ()) -> None:
+        """Nothing to do: the workers read the folder the parts were spooled to."""
+
+    def discard_scratch(self, job_id: uuid.UUID) -> None:
+        """Nothing to do: the spooled parts are what the workers read."""
+
+    def remove_job(self, job_id: uuid.UUID) -> None:
+        """Delete the job's folder."""
+        remove_job_files(self.root, job_id)
+
+    def check(self) -> None:
+        """Nothing to ask: the operating system answers for a local folder on each use."""
+
+    def reader(self, limits: Limits) -> ItemReader:
+        """Today's reader: archives opened in place, the last few kept open."""
+        return ItemReader(self.root, limits)

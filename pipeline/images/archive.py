@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from pipeline.images.imaging import SNIFF_BYTES, sniff_format
+from pipeline.items import Span
 from pipeline.settings import Limits
 
 _EOCD = b"PK\x05\x06"
@@ -41,6 +42,7 @@ class Member:
     name: str
     size: int  # bytes actually decompressed during the scan
     is_image: bool  # its first bytes are those of an image format we accept
+    span: Span | None = None  # where its data lies, for a ranged read (`inflate_span`)
 
 
 def is_zip(head: bytes) -> bool:
@@ -178,6 +180,8 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
                 raise ArchiveError(f"archive refused: nested archive {info.filename!r} (send images only)")
             if info.flag_bits & 0x1:
                 raise ArchiveError(f"archive refused: {info.filename!r} is encrypted")
+            span = Span(starts[info.header_offset], info.compress_size, info.compress_type, info.file_size,
+                        info.CRC)
             try:
                 if info.compress_type == zipfile.ZIP_STORED:
                     head, size = _peek_stored(f, info, starts[info.header_offset], limits, budget)
@@ -186,12 +190,12 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
             except ArchiveError:
                 raise
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError):
-                members.append(Member(index, info.filename, 0, False))  # corrupt member: its item will fail
+                members.append(Member(index, info.filename, 0, False, span))  # corrupt member: its item will fail
                 continue
             if head.startswith(_NESTED_MAGIC):
                 raise ArchiveError(f"archive refused: nested archive {info.filename!r} (send images only)")
             budget -= size
-            members.append(Member(index, info.filename, size, sniff_format(head) is not None))
+            members.append(Member(index, info.filename, size, sniff_format(head) is not None, span))
         return members
 
 
@@ -206,3 +210,41 @@ def read_member(zf: zipfile.ZipFile, index: int, limits: Limits) -> bytes:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
         raise ArchiveError(f"corrupt archive member: {exc}") from None
+
+
+def inflate_span(raw: bytes, span: Span, limits: Limits) -> bytes:
+    """A member's bytes from its raw data as read from `span` (no archive opened), bounded as in the scan.
+
+    The output is counted against the per-file limit and the ratio while it is produced, and checked against
+    the size and CRC-32 the directory declares; raise ArchiveError when it is corrupt or too large.
+    """
+    if len(raw) != span.length:
+        raise ArchiveError(f"corrupt archive member: {len(raw):,} of {span.length:,} bytes could be read")
+    if span.method == zipfile.ZIP_STORED:
+        out = raw
+        if len(out) > limits.max_entry_bytes:
+            raise LimitExceeded(f"archive member expands beyond the {limits.max_entry_bytes:,}-byte limit per file")
+    else:
+        try:
+            decompressor = zipfile._get_decompressor(span.method)  # deflate, bzip2, lzma: as zipfile reads them
+        except NotImplementedError as exc:
+            raise ArchiveError(f"corrupt archive member: {exc}") from None
+        parts, n = [], 0
+        try:
+            for start in range(0, len(raw), _BLOCK // 4):
+                block = decompressor.decompress(raw[start:start + _BLOCK // 4])
+                n += len(block)
+                parts.append(block)
+                if n > limits.max_entry_bytes:
+                    raise LimitExceeded(
+                        f"archive member expands beyond the {limits.max_entry_bytes:,}-byte limit per file")
+                if n > _RATIO_GRACE and n > limits.max_ratio * (start + _BLOCK // 4):
+                    raise LimitExceeded(f"archive member has a compression ratio above {limits.max_ratio}:1")
+            if hasattr(decompressor, "flush"):
+                parts.append(decompressor.flush())
+        except (zlib.error, EOFError, OSError, ValueError) as exc:
+            raise ArchiveError(f"corrupt archive member: {exc}") from None
+        out = b"".join(parts)
+    if len(out) != span.size or zlib.crc32(out) != span.crc32:
+        raise ArchiveError("corrupt archive member: its bytes do not match the archive's directory (size or CRC)")
+    return out

@@ -5,7 +5,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Sequence
+from typing import BinaryIO, Callable, Sequence
 
 from pipeline.images import labels as labelling
 from pipeline.images.archive import (
@@ -28,10 +28,25 @@ class IngestError(ValueError):
 
 @dataclass(frozen=True)
 class Part:
-    """One uploaded file, already spooled to `path` (a name we chose) in the job's storage folder."""
+    """One uploaded file, already spooled to `path` (a name we chose) in the job's storage folder.
 
-    path: Path
+    A part that is an object in a store instead (POST /v1/jobs {"source": ...}) gives `source`, the name its
+    items record, and `opener`, which returns a seekable file reading it (ranged reads).
+    """
+
+    path: Path | None
     filename: str
+    source: str | None = None
+    opener: Callable[[], BinaryIO] | None = None
+
+    def open(self) -> BinaryIO:
+        """The part's bytes as a seekable binary file."""
+        return self.opener() if self.opener is not None else self.path.open("rb")
+
+    @property
+    def source_name(self) -> str:
+        """What its items record as their source."""
+        return self.source if self.source is not None else self.path.name
 
 
 def display_name(raw: str | None, fallback: str) -> str:
@@ -46,7 +61,7 @@ def member_name(raw: str) -> str:
     return _CONTROL.sub("", raw.replace("\\", "/")).lstrip("/")[:1024]
 
 
-def _labelled(path: Path, members: list[Member], names: list[str], limits: Limits,
+def _labelled(part: Part, members: list[Member], names: list[str], limits: Limits,
               classes: Sequence[str]) -> tuple[list[int | None], int | None]:
     """True labels for an archive's members, and the index of the labels.csv that gave them (if one did)."""
     if not classes:
@@ -55,7 +70,7 @@ def _labelled(path: Path, members: list[Member], names: list[str], limits: Limit
     csvs = [m for m in csvs if member_name(m.name).count("/") <= 1]  # at the root, or in a zipped folder's root
     if csvs:
         sheet = min(csvs, key=lambda m: m.name.count("/"))
-        with zipfile.ZipFile(path) as zf:
+        with part.open() as f, zipfile.ZipFile(f) as zf:
             data = read_member(zf, sheet.index, limits)
         root = member_name(sheet.name).rpartition("/")[0]
         relative = [n[len(root) + 1:] if root and n.startswith(root + "/") else n for n in names]
@@ -84,7 +99,7 @@ def list_items(parts: list[Part], limits: Limits, classes: Sequence[str] = ()) -
     specs: list[ItemSpec] = []
     budget = limits.max_total_bytes
     for part in parts:
-        with part.path.open("rb") as f:
+        with part.open() as f:
             head = f.read(SNIFF_BYTES)
             if not head:
                 raise IngestError(f"{part.filename!r} is empty")
@@ -98,11 +113,11 @@ def list_items(parts: list[Part], limits: Limits, classes: Sequence[str] = ()) -
                     raise IngestError(f"{part.filename!r} contains no images")
                 budget -= sum(m.size for m in members)
                 names = [member_name(m.name) for m in members]
-                truth, sheet = _labelled(part.path, members, names, limits, classes)
-                specs += [ItemSpec(f"{part.filename}/{n}", part.path.name, m.index, t)
+                truth, sheet = _labelled(part, members, names, limits, classes)
+                specs += [ItemSpec(f"{part.filename}/{n}", part.source_name, m.index, t, m.span)
                           for m, n, t in zip(members, names, truth) if m.index != sheet]
             elif sniff_format(head) is not None:
-                specs.append(ItemSpec(part.filename, part.path.name, None))
+                specs.append(ItemSpec(part.filename, part.source_name, None))
             else:
                 raise IngestError(
                     f"{part.filename!r} is neither an image ({FORMAT_NAMES}) nor a ZIP archive"

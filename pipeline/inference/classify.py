@@ -8,14 +8,10 @@ import numpy as np
 
 from pipeline.images.archive import ArchiveError
 from pipeline.images.imaging import ImageError
-from pipeline.items import ItemSpec, Outcome
+from pipeline.items import ItemSpec, Outcome, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-
-class Unavailable(Exception):
-    """Raised by `read` when an item's bytes cannot be had just now (storage down): nothing is wrong with the
-    item, so `classify_items` lets it through and the caller retries the whole chunk later."""
 # Images per inference call. Measured on one thread: ONNX, INT8 and eager run as fast at 16-256 images per call
 # (TorchScript is fastest at 16-64), while a worker's activation memory grows with the batch (+190 MB RSS at
 # 256 for the four backends, +67 MB at 64). So chunks stay large for the queue, and inference goes in 64s.
@@ -30,7 +26,11 @@ def classify_items(
     predict: Callable[[np.ndarray], np.ndarray],
     infer_batch: int = INFER_BATCH,
 ) -> list[Outcome]:
-    """One Outcome per item, in order. A bad item becomes an error outcome; it never fails the others."""
+    """One Outcome per item, in order. A bad item becomes an error outcome; it never fails the others.
+
+    SourceUnavailable from `read` (the store cannot be reached) is no fault of the item: it propagates, and the
+    chunk is retried.
+    """
     from pipeline.images.preprocess import to_batch
 
     outcomes: dict[int, Outcome] = {}
@@ -40,7 +40,7 @@ def classify_items(
         try:
             arrays.append(prepare(read(spec)))
             ready.append(seq)
-        except Unavailable:
+        except SourceUnavailable:
             raise
         except (ImageError, ArchiveError) as exc:
             outcomes[seq] = Outcome(seq, error=str(exc))

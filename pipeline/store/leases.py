@@ -19,7 +19,7 @@ import uuid
 from sqlalchemy import Connection, Engine, and_, func, select, text, update
 
 from pipeline.items import ItemSpec
-from pipeline.store.jobs import FINAL, ChunkWork
+from pipeline.store.jobs import FINAL, ChunkWork, span_of
 from pipeline.store.schema import chunks, items, jobs, results
 
 _HOST = socket.gethostname()
@@ -135,13 +135,14 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float,
         pending = _pending(conn, job_id, row["start_seq"], row["end_seq"])
     return ChunkWork(chunk_id=chunk_id, job_id=job_id, backend=row["backend"], pool=row["job_pool"],
                      attempts=attempts, size=row["end_seq"] - row["start_seq"],
-                     items=[ItemSpec(r.name, r.source, r.member, r.true_label) for r in pending],
+                     items=[ItemSpec(r.name, r.source, r.member, r.true_label, span_of(r)) for r in pending],
                      seqs=[r.seq for r in pending])
 
 
 def _pending(conn: Connection, job_id: uuid.UUID, start: int, end: int) -> list:
     return conn.execute(
-        select(items.c.seq, items.c.name, items.c.source, items.c.member, items.c.true_label)
+        select(items.c.seq, items.c.name, items.c.source, items.c.member, items.c.true_label, items.c.data_offset,
+               items.c.data_length, items.c.method, items.c.size, items.c.crc32)
         .outerjoin(results, and_(results.c.job_id == items.c.job_id, results.c.seq == items.c.seq))
         .where(items.c.job_id == job_id, items.c.seq >= start, items.c.seq < end, results.c.seq.is_(None))
         .order_by(items.c.seq)

