@@ -47,22 +47,25 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float(-np.log(np.maximum(p, 1e-12)).mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0) -> float:
-    """The T that minimises the NLL on (logits, labels): golden-section search on log T (NLL is unimodal in T)."""
-    a, b = np.log(lo), np.log(hi)
-    g = (np.sqrt(5) - 1) / 2
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = nll(logits, labels, np.exp(c)), nll(logits, labels, np.exp(d))
-    for _ in range(80):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = nll(logits, labels, np.exp(c))
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = nll(logits, labels, np.exp(d))
-    return float(np.exp((a + b) / 2))
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.25, hi: float = 8.0,
+                    steps: int = 200) -> float:
+    """The T in [lo, hi] minimizing NLL: a log-spaced grid, then a finer grid around the best point."""
+    grid = np.exp(np.linspace(np.log(lo), np.log(hi), steps))
+    best = float(grid[np.argmin([nll(logits, labels, t) for t in grid])])
+    fine = np.linspace(best / 1.05, best * 1.05, 101)
+    return float(fine[np.argmin([nll(logits, labels, t) for t in fine])])
+
+
+def fold_temperature(head, temperature: float) -> None:
+    """Divide a final linear layer (torch.nn.Linear) by `temperature` in place, so its logits come out already
+    scaled: every exported backend is calibrated with no change to the loaders (mirror averaging of the logits
+    is linear, so it commutes with the division)."""
+    import torch
+
+    with torch.no_grad():
+        head.weight.div_(temperature)
+        if head.bias is not None:
+            head.bias.div_(temperature)
 
 
 def write_reliability(probs: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> float:

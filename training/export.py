@@ -66,8 +66,12 @@ def backend_accuracy(out: Path, x: np.ndarray, y: np.ndarray) -> dict[str, float
 
 
 def export_all(model: torch.nn.Module, arch: dict[str, Any], out: Path, calib_images: np.ndarray,
-               test: tuple[np.ndarray, np.ndarray], training: dict[str, Any], quick: bool = False) -> dict[str, Any]:
-    """Write model.pt, model.ts, model.onnx, model.int8.onnx, sample.npz and manifest.json into `out`."""
+               test: tuple[np.ndarray, np.ndarray], training: dict[str, Any], quick: bool = False,
+               preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
+    """Write model.pt, model.ts, model.onnx, model.int8.onnx, sample.npz and manifest.json into `out`.
+
+    `preprocess` is the configuration the model was trained with (default: `PreprocessConfig()`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     test_x, test_y = test
     if quick:
@@ -81,7 +85,7 @@ def export_all(model: torch.nn.Module, arch: dict[str, Any], out: Path, calib_im
         int8_choice = choose_int8(out / FILES["onnx"], out / FILES["int8"], calib, x_test, test_y,
                                   Path(tmp), quick=quick)
     write_sample(test[0], test[1], out / FILES["sample"], per_class=10 if quick else 100)
-    pre = PreprocessConfig()
+    pre = preprocess or PreprocessConfig()
     if (pre.mean, pre.std) != (data.MEAN, data.STD):
         raise RuntimeError("PreprocessConfig's mean/std differ from training's; keep them equal")
     manifest: dict[str, Any] = {

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from pipeline.images.garment import garment_extent
 from pipeline.images.imaging import DEFAULT_MAX_PIXELS, ImageError, decode_image
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
@@ -43,6 +44,9 @@ class PreprocessConfig:
     skin: bool = True  # treat skin-coloured pixels as background (models wearing the garment)
     skin_min: float = 0.02  # ...when skin is between these shares of the pixels that stand out
     skin_max: float = 0.35
+    garment: bool = False  # a person wearing it: drop the head, cut where the garment ends (images/garment.py)
+    garment_colour_tol: float = 0.2  # ...rows whose colour stays within this of the chest colour continue it
+    garment_min_aspect: float = 0.0  # ...and a worn garment's crop is widened to at least this width/height
     max_gain: float = 4.0  # cap on the contrast stretch so a near-blank frame does not turn into noise
     mean: float = 0.2860  # training normalization (Fashion-MNIST train mean/std of pixel/255)
     std: float = 0.3530
@@ -216,6 +220,11 @@ def prepare_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     planes = _to_planes(_shrink(img, cfg.work_long_side))
     contrast, smooth, threshold, level = standout(planes, cfg)
     mask = object_mask(smooth, threshold, cfg)
+    worn = False
+    if mask is not None and cfg.garment:
+        cut = garment_extent(mask, planes, _skin(planes, np.tensordot(_LUMA, planes, 1)),
+                             colour_tol=cfg.garment_colour_tol)
+        worn, mask = cut is not mask, cut
     if mask is None:
         # Nothing stands out: classify the whole frame rather than refuse (the label will be unsure).
         obj = contrast
@@ -227,6 +236,11 @@ def prepare_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
         ys, xs = np.nonzero(obj > 0)
         if len(ys):
             obj = obj[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        h, w = obj.shape
+        if worn and w < cfg.garment_min_aspect * h:
+            # Arms hang along a worn top; Fashion-MNIST's tops fill the frame, sleeves spread.
+            obj = np.asarray(Image.fromarray(obj, mode="F").resize(
+                (round(cfg.garment_min_aspect * h), h), Image.Resampling.BILINEAR), dtype=np.float32)
     x = _fit(np.ascontiguousarray(obj, dtype=np.float32), cfg)
     top = float(x.max())
     if top > 0:

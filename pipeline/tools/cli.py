@@ -223,8 +223,12 @@ def cancel(job: str, url: str | None, api_key: str | None) -> None:
 @cli.command(**_PASSTHROUGH)
 @click.pass_context
 def train(ctx: click.Context) -> None:
-    """Train the CNN and export every backend (training/train.py; --help for its options)."""
-    from training.train import main as run
+    """Train the CNN and export every backend (training/train.py), or with --photos PATH fine-tune the shipped
+    model on labelled photos with Fashion-MNIST replay (training/finetune_photos.py); --help for the options."""
+    if any(a == "--photos" or a.startswith("--photos=") for a in ctx.args):
+        from training.finetune_photos import main as run
+    else:
+        from training.train import main as run
 
     sys.exit(run(ctx.args) or 0)
 
