@@ -26,6 +26,7 @@ _PART_BYTES = 8 * 1024**2  # multipart upload: parts of 8 MiB, so no part is eve
 _GAP = 256 * 1024  # neighbouring members closer than this are read in one GET (the gap is read and dropped)
 _GROUP = 16 * 1024**2  # ... up to this many bytes a GET, which bounds a worker's buffer
 _BLOCK = 1024**2  # RangedFile's read-ahead, for scanning a ZIP in place
+_AHEAD = 8  # plain images (a job from a bucket of loose photos) fetched ahead of the one being prepared
 _MISSING = ("NoSuchKey", "404", "NotFound")
 
 
@@ -284,13 +285,18 @@ class S3Store:
 
 class S3Reader:
     """Reads items from objects: a member with a recorded span by a ranged GET of its data only, a chunk's
-    neighbouring members in one GET of at most 16 MiB; a plain image whole (bounded by the per-file limit)."""
+    neighbouring members in one GET of at most 16 MiB; a plain image whole (bounded by the per-file limit),
+    the chunk's next few fetched by threads while the current one is prepared."""
 
     def __init__(self, s3: Any, store: S3Store | None, limits: Limits):
         self.s3, self.store, self.limits = s3, store, limits
         self._groups: dict[tuple[str, int], int] = {}  # (source, member) -> its run in _runs
         self._runs: list[tuple[int, int]] = []  # (start, end) of each run of neighbouring members
         self._loaded: tuple[int, bytes] | None = None
+        self._plain: list[tuple[str, str, str]] = []  # the chunk's plain images: (source, bucket, key), in order
+        self._position: dict[str, int] = {}
+        self._fetching: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def _where(self, job_id: uuid.UUID, source: str) -> tuple[str, str]:
         if source.startswith("s3://"):
@@ -304,6 +310,9 @@ class S3Reader:
         """Group the chunk's members into runs of neighbours in the same object, each read by one GET later."""
         self._groups.clear()
         self._loaded = None
+        self._drop_fetches()
+        self._plain = [(sp.source, *self._where(job_id, sp.source)) for sp in specs if sp.member is None]
+        self._position = {source: i for i, (source, _, _) in enumerate(self._plain)}
         runs: list[list] = []  # [source, start, end]
         for spec in specs:
             s = spec.span
@@ -322,7 +331,15 @@ class S3Reader:
         """One image's bytes (FileNotFoundError or ArchiveError fail the item; SourceUnavailable retries it)."""
         bucket, key = self._where(job_id, spec.source)
         if spec.member is None:
-            return self._whole(bucket, key)
+            position = self._position.pop(spec.source, None)
+            if position is None:
+                return self._whole(bucket, key)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4)
+            for source, b, k in self._plain[position:position + _AHEAD + 1]:
+                if source not in self._fetching and (source == spec.source or source in self._position):
+                    self._fetching[source] = self._pool.submit(self._whole, b, k)
+            return self._fetching.pop(spec.source).result()
         span = spec.span
         if span is None:  # recorded before spans were: open the archive in place
             with zipfile.ZipFile(RangedFile(self.s3, bucket, key, self._head(bucket, key))) as zf:
@@ -358,7 +375,16 @@ class S3Reader:
         except _errors() as exc:
             raise translate(exc, f"s3://{bucket}/{key}") from None
 
+    def _drop_fetches(self) -> None:
+        for future in self._fetching.values():
+            future.cancel()
+        self._fetching.clear()
+
     def close(self) -> None:
-        """Drop the buffered group."""
+        """Drop the buffered group and the images fetched ahead; stop the fetching threads."""
         self._groups.clear()
         self._loaded = None
+        self._drop_fetches()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

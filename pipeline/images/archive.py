@@ -238,10 +238,12 @@ def inflate_span(raw: bytes, span: Span, limits: Limits) -> bytes:
                 if n > limits.max_entry_bytes:
                     raise LimitExceeded(
                         f"archive member expands beyond the {limits.max_entry_bytes:,}-byte limit per file")
-                if n > _RATIO_GRACE and n > limits.max_ratio * (start + _BLOCK // 4):
+                if n > _RATIO_GRACE and n > limits.max_ratio * min(start + _BLOCK // 4, len(raw)):
                     raise LimitExceeded(f"archive member has a compression ratio above {limits.max_ratio}:1")
             if hasattr(decompressor, "flush"):
                 parts.append(decompressor.flush())
+        except ArchiveError:
+            raise
         except (zlib.error, EOFError, OSError, ValueError) as exc:
             raise ArchiveError(f"corrupt archive member: {exc}") from None
         out = b"".join(parts)

@@ -123,3 +123,27 @@ def test_a_missing_object_fails_the_item_and_an_unreachable_store_does_not(store
     part.write_bytes(garment_png())
     with pytest.raises(SourceUnavailable):
         down.publish(uuid.uuid4(), [part])
+
+
+def test_plain_images_are_fetched_ahead_and_each_once(store):
+    # Given 20 loose photos as objects (a job from a bucket), one of them missing
+    job_id = uuid.uuid4()
+    photos = {f"loose-{i}.png": garment_png(size=(50 + i, 70)) for i in range(20)}
+    for name, data in photos.items():
+        if name != "loose-7.png":
+            store.s3.put_object(Bucket=store.bucket, Key=f"{store.prefix}src/{name}", Body=data)
+    specs = [ItemSpec(name, f"s3://{store.bucket}/{store.prefix}src/{name}") for name in photos]
+    reader = store.reader(store.settings.limits)
+    ranges = _gets(store)
+    # When a worker reads them as one chunk
+    reader.plan(job_id, specs)
+    got = {}
+    for spec in specs:
+        try:
+            got[spec.name] = reader.read(job_id, spec)
+        except FileNotFoundError:
+            got[spec.name] = None
+    reader.close()
+    # Then each has its bytes (the missing one fails alone), and each object was fetched exactly once
+    assert got == {name: (None if name == "loose-7.png" else data) for name, data in photos.items()}
+    assert len(ranges) == 20
