@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import ROOT
 
 SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "REDIS_PASSWORD": "redis-secret", "FB_SECRET_KEY": "k" * 32,
+           "S3_ACCESS_KEY": "s3-access", "S3_SECRET_KEY": "s3-secret-key",
            "FB_FLOWER_PASSWORD": "flower-secret", "FB_PUBLIC_URL": "https://batch.example.com"}
 
 
@@ -46,12 +47,17 @@ def test_each_service_gets_only_the_secrets_it_uses(project):
         env = json.dumps(services[name].get("environment", {}))
         return {k for k, v in SECRETS.items() if v in env and k != "FB_PUBLIC_URL"}
 
-    assert secrets_of("web") == {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FB_SECRET_KEY"}
+    s3 = {"S3_ACCESS_KEY", "S3_SECRET_KEY"}
+    assert secrets_of("web") == {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FB_SECRET_KEY"} | s3
     for worker in ("worker-cpu", "worker-control", "worker-gpu"):
-        assert secrets_of(worker) == {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}, worker
+        assert secrets_of(worker) == {"POSTGRES_PASSWORD", "REDIS_PASSWORD"} | s3, worker
     assert secrets_of("beat") == {"REDIS_PASSWORD"}
     assert secrets_of("flower") == {"REDIS_PASSWORD", "FB_FLOWER_PASSWORD"}
     assert secrets_of("migrate") == {"POSTGRES_PASSWORD"}
+    # And uploads go to the S3 service, whose bucket a one-shot step creates; no service shares a disk for them
+    assert services["web"]["environment"]["FB_STORAGE_URL"].startswith("s3://")
+    assert all("volumes" not in services[n] for n in ("web", "worker-cpu", "worker-control", "worker-gpu"))
+    assert "mc mb" in " ".join(services["s3-bucket"]["entrypoint"])
     # And Redis wants its password, and Flower is published on the loopback interface only
     assert "--requirepass" in " ".join(services["redis"]["command"])
     assert [(p["host_ip"], p["published"]) for p in services["flower"]["ports"]] == [("127.0.0.1", "5555")]

@@ -6,7 +6,12 @@ import zipfile
 
 import pytest
 
-from pipeline.images.archive import ArchiveError, LimitExceeded, inflate_span, scan_archive
+from pipeline.images.archive import (
+    ArchiveError,
+    LimitExceeded,
+    inflate_span,
+    scan_archive,
+)
 from pipeline.items import Span
 from pipeline.settings import Limits
 from tests.helpers import garment_png
