@@ -33,6 +33,7 @@ bp.before_request(auth.require_key)
 PRIORITIES = ("interactive", "bulk")
 CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version")
 MAX_PAGE = 10_000
+MAX_OFFSET = 2**31 - 1  # a job holds at most FB_MAX_ITEMS images; PostgreSQL's OFFSET is a bigint
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -285,6 +286,8 @@ def _page_args(default_limit: int, max_limit: int) -> tuple[int, int]:
         limit = min(max_limit, max(1, int(request.args.get("limit", default_limit))))
     except ValueError:
         raise ApiError(400, "offset and limit must be integers") from None
+    if offset > MAX_OFFSET:
+        raise ApiError(400, f"offset must be at most {MAX_OFFSET:,}")
     return offset, limit
 
 

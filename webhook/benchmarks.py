@@ -25,8 +25,11 @@ def list_benchmarks():
         limit = min(MAX_HISTORY, max(1, int(request.args.get("limit", 200))))
     except ValueError:
         raise ApiError(400, "limit must be an integer") from None
+    pool, backend = request.args.get("pool"), request.args.get("backend")
+    for name, value in (("pool", pool), ("backend", backend)):
+        if value is not None and (not value.isprintable() or len(value) > 100):
+            raise ApiError(400, f"{name} must be a short printable name")
     engine = services().engine
-    history = benchmark_store.history(engine, limit, pool=request.args.get("pool"),
-                                      backend=request.args.get("backend"))
+    history = benchmark_store.history(engine, limit, pool=pool, backend=backend)
     return jsonify(latest=[row_json(r) for r in benchmark_store.latest(engine)],
                    history=[row_json(r) for r in history])

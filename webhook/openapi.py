@@ -22,7 +22,7 @@ def _json(schema: str, description: str) -> dict:
 
 
 def _page_params(max_limit: int) -> list[dict]:
-    return [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    return [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": max_limit}}]
 
 
@@ -107,8 +107,8 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "benchmarks.list_benchmarks": {"get": {
         "summary": "Periodic backend benchmarks: latest per pool and backend, and history", "security": _KEY,
         "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                       {"name": "pool", "in": "query", "schema": {"type": "string"}},
-                       {"name": "backend", "in": "query", "schema": {"type": "string"}}],
+                       {"name": "pool", "in": "query", "schema": {"type": "string", "maxLength": 100}},
+                       {"name": "backend", "in": "query", "schema": {"type": "string", "maxLength": 100}}],
         "responses": {"200": _json("Benchmarks", "benchmarks"), "400": ERROR, "401": ERROR}}},
     "health.healthz": {"get": {"summary": "Liveness of PostgreSQL and Redis",
                                "responses": {"200": _json("Health", "both answer"), "503": _json("Health", "one does not")}}},

@@ -166,3 +166,9 @@ def test_broker_down_answers_503_and_records_nothing(settings, engine, api_key):
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(jobs)).scalar() == before
     assert not job_dirs() - dirs_before  # (earlier tests' jobs may be cleaned up meanwhile)
+
+
+def test_absurd_offsets_are_a_400_not_a_server_error(client, api_key):
+    # (schemathesis found this: an offset past PostgreSQL's bigint answered 500)
+    resp = client.get("/v1/jobs?offset=2971583838708091458941383344128", headers={"X-API-Key": api_key})
+    assert resp.status_code == 400 and "offset" in resp.get_json()["error"]
