@@ -20,46 +20,20 @@ from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
 from pipeline.items import SourceUnavailable
 from pipeline.settings import BACKENDS, POOLS
-from pipeline.store import idempotency, jobs, leases, reports
+from pipeline.store import idempotency, jobs, reports
 from pipeline.store.idempotency import Claim, request_hash
-from webhook import auth, pages
+from webhook import auth
 from webhook.errors import ApiError
 from webhook.extensions import services
 from webhook.links import external_url
+from webhook.representation import CSV_HEADER, csv_row, item_json, job_json, job_report
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(auth.require_key)
 PRIORITIES = ("interactive", "bulk")
-CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version")
 MAX_PAGE = 10_000
 MAX_OFFSET = 2**31 - 1  # a job holds at most FB_MAX_ITEMS images; PostgreSQL's OFFSET is a bigint
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(text: str) -> str:
-    """A text cell a spreadsheet will not run: one that starts like a formula gets a leading quote (OWASP)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _iso(ts) -> str | None:
-    return ts.isoformat() if ts is not None else None
-
-
-def job_json(job: dict) -> dict:
-    """The public view of a job row (with `done` and `failed` counts)."""
-    jid = str(job["id"])
-    return {
-        "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
-        "backend": job["backend"], "pool": job["pool"], "priority": job["priority"],
-        "not_before": _iso(job["not_before"]), "created_at": _iso(job["created_at"]),
-        "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
-        "status_url": external_url("api.get_job", job_id=jid),
-        "results_url": external_url("api.get_results", job_id=jid),
-        "page_url": pages.page_url(jid),
-    }
 
 
 def _live_workers(pool: str) -> int:
@@ -291,34 +265,6 @@ def _page_args(default_limit: int, max_limit: int) -> tuple[int, int]:
     return offset, limit
 
 
-def job_report(job: dict) -> dict:
-    """`job_json` plus, once a job whose upload carried labels has ended, its accuracy report."""
-    body = job_json(job)
-    if job["status"] == "queued":
-        body["queued_behind"] = leases.queued_behind(services().engine, job)  # chunks served before its first
-        try:
-            if pools.live_workers(services().redis, job["pool"]) == 0:
-                body["waiting_for"] = f"no worker serves the {job['pool']} pool yet"
-        except RedisError:
-            body["waiting_for"] = "the job queue (Redis) is unavailable"
-    svc = services()
-    versions = reports.model_versions(svc.engine, job["id"])
-    body["model_versions"] = versions  # {manifest sha256: results it gave}; normally one
-    if len(versions) > 1:
-        body["model_note"] = (f"this job was labelled by {len(versions)} model versions (a rolling deploy); "
-                              "set FB_PIN_MODEL_VERSION=1 to finish each job with the weights it started with")
-    if job["status"] not in jobs.FINAL and job["model_version"]:
-        try:
-            if job["model_version"] not in pools.live_versions(svc.redis, job["pool"]):
-                body["waiting_for"] = (f"no live worker of the {job['pool']} pool has model version "
-                                       f"{job['model_version'][:12]}, which this job is pinned to")
-        except RedisError:
-            pass
-    if job["status"] in jobs.FINAL:
-        body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes)
-    return body
-
-
 @bp.get("/jobs/<uuid:job_id>")
 def get_job(job_id: uuid.UUID):
     """The job's status and progress; once ended, accuracy against the labels the upload carried, if any."""
@@ -344,16 +290,6 @@ def cancel_job(job_id: uuid.UUID):
     return jsonify(job_report(_owned_job(job_id)))
 
 
-def _item_json(row: dict, classes: list[str]) -> dict:
-    label, truth = row["label"], row["true_label"]
-    return {
-        "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
-        "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
-        "true_label": truth, "true_class_name": classes[truth] if truth is not None else None,
-        "model_version": row["model_version"],
-    }
-
-
 @bp.get("/jobs/<uuid:job_id>/results")
 def get_results(job_id: uuid.UUID):
     """Results in upload order: paginated JSON (`offset`, `limit`), or `?format=csv` streamed whole."""
@@ -366,13 +302,7 @@ def get_results(job_id: uuid.UUID):
             writer = csv.writer(buf)
             writer.writerow(CSV_HEADER)
             for r in reports.iter_results(svc.engine, job_id):
-                label, truth = r["label"], r["true_label"]
-                writer.writerow((csv_cell(r["name"]), "" if label is None else label,
-                                 classes[label] if label is not None else "",
-                                 "" if r["confidence"] is None else f"{r['confidence']:.6f}",
-                                 csv_cell(r["error"] or ""),
-                                 "" if truth is None else truth, classes[truth] if truth is not None else "",
-                                 r["model_version"] or ""))
+                writer.writerow(csv_row(r, classes))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
                     buf.seek(0)
@@ -386,7 +316,7 @@ def get_results(job_id: uuid.UUID):
     nxt = offset + limit
     return jsonify(
         id=str(job_id), status=job["status"], total=job["total"], offset=offset, limit=limit,
-        items=[_item_json(r, classes) for r in page],
+        items=[item_json(r, classes) for r in page],
         next=external_url("api.get_results", job_id=str(job_id), offset=nxt, limit=limit)
         if nxt < job["total"] else None,
     )

@@ -34,6 +34,18 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _terminate(process: subprocess.Popen | None, pid_file: Path) -> int | None:
+    """SIGTERM the server (our child, or the one its pid file names); its pid, or None if none is running."""
+    pid = process.pid if process else (int(pid_file.read_text()) if pid_file.exists() else None)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server under `directory`, reached through a unix socket."""
 
@@ -138,12 +150,8 @@ class EmbeddedRedis:
     def stop(self) -> None:
         """Stop the server and wait for it to exit."""
         pid_file = self.directory / "redis.pid"
-        pid = self.process.pid if self.process else (int(pid_file.read_text()) if pid_file.exists() else None)
+        pid = _terminate(self.process, pid_file)
         if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
             return
         if self.process is not None:
             self.process.wait(30)
@@ -262,12 +270,8 @@ class EmbeddedSeaweedFS:
         """Stop the server: SIGTERM, then SIGKILL after `grace_s` (its volume server has flushed and stopped within
         a second; the rest of `weed server` then idles ~15 s in its HTTP shutdown)."""
         pid_file = self.directory / "weed.pid"
-        pid = self.process.pid if self.process else (int(pid_file.read_text()) if pid_file.exists() else None)
+        pid = _terminate(self.process, pid_file)
         if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
             return
         deadline = time.monotonic() + grace_s
         while _alive(pid) and time.monotonic() < deadline and (self.process is None or self.process.poll() is None):

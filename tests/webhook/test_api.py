@@ -124,7 +124,7 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(client, api_key):
     # Then each such cell starts with a quote, so it is text; other names are as sent
     assert [r["name"] for r in rows] == ["'=1+2.jpg", "'+cmd.png", "'-2+3.png", "'@SUM(A1).png", "plain=ok.png"]
     # And an error message or any cell is treated the same way, tab and carriage return included
-    from webhook.api import csv_cell
+    from webhook.representation import csv_cell
 
     assert [csv_cell(c) for c in ("\tcmd", "\rcmd", "ok")] == ["'\tcmd", "'\rcmd", "ok"]
 

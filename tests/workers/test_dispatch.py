@@ -22,21 +22,35 @@ from tests.workers.stack import poll, submit, wait_final
 pytestmark = pytest.mark.slow
 
 
+def _write_zip(target, n: int) -> None:
+    with zipfile.ZipFile(target, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
+
+
+def spooled_zip(settings, n: int, name: str):
+    """A ZIP of `n` photos spooled in a new job's folder, and its items, as POST /v1/jobs leaves them."""
+    job_id = uuid.uuid4()
+    folder = job_dir(settings.storage_dir, job_id)
+    folder.mkdir(parents=True)
+    _write_zip(folder / "part-00000", n)
+    return job_id, folder, list_items([Part(folder / "part-00000", name)], settings.limits)
+
+
+def record(engine, settings, job_id, specs) -> None:
+    """Commit the job, its items and chunks, and announce nothing (what a web process that died leaves)."""
+    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
+                    specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
+
+
 def test_a_job_committed_but_never_announced_runs_within_seconds(fault_env, fault_worker, beat, api_key, engine):
     # Given a job recorded in PostgreSQL exactly as POST /v1/jobs leaves it when its process dies between the
     # commit and the publish: job, items and chunks committed, no message on the queue
     fault_worker()
     settings = load_settings(fault_env["env"])
-    job_id = uuid.uuid4()
-    folder = job_dir(settings.storage_dir, job_id)
-    folder.mkdir(parents=True)
-    with zipfile.ZipFile(folder / "part-00000", "w") as zf:
-        for i in range(120):
-            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
-    specs = list_items([Part(folder / "part-00000", "stranded.zip")], settings.limits)
+    job_id, folder, specs = spooled_zip(settings, 120, "stranded.zip")
     started = time.monotonic()
-    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
-                    specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
+    record(engine, settings, job_id, specs)
     # When nothing else happens / Then beat's dispatch wakes a worker and the job completes, every item labelled
     from pipeline.store.reports import job_status
 
@@ -93,17 +107,10 @@ def test_an_unreadable_storage_is_waited_out_not_blamed_on_the_images(fault_env,
     # Given a job whose uploads vanish (a storage mount gone) just as it is recorded
     fault_worker()
     settings = load_settings(fault_env["env"])
-    job_id = uuid.uuid4()
-    folder = job_dir(settings.storage_dir, job_id)
-    folder.mkdir(parents=True)
-    with zipfile.ZipFile(folder / "part-00000", "w") as zf:
-        for i in range(40):
-            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
-    specs = list_items([Part(folder / "part-00000", "mount.zip")], settings.limits)
+    job_id, folder, specs = spooled_zip(settings, 40, "mount.zip")
     away = folder.with_name(folder.name + ".away")
     folder.rename(away)
-    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
-                    specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
+    record(engine, settings, job_id, specs)
     # When the worker has tried for a while, and the storage comes back
     from pipeline.store.reports import job_status
 
@@ -157,7 +164,5 @@ def _zip_of(n: int) -> bytes:
     import io
 
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i in range(n):
-            zf.writestr(f"img/{i:03d}.jpg", garment_png("shirt", (90, 110), fmt="JPEG"))
+    _write_zip(buf, n)
     return buf.getvalue()
