@@ -40,7 +40,8 @@ bench: $(STAMP)
 
 # The shipped weights, made as they were: four invocations, each resuming from the previous one's model
 # (README, "Training"): three on Fashion-MNIST, then real photos with Fashion-MNIST replay. About 110 minutes
-# on 2 cores without a GPU.
+# on 2 cores without a GPU. The last phase calibrates with finetune_photos' default `--calibration heldout`, the
+# method leave-one-source-out on the held-out photos chose (training/EXPERIMENTS.md section 7).
 TRAIN_RUNS := runs/train
 train: $(STAMP)
 	$(BIN)/fashion-batch train --epochs 30 --finetune-epochs 0 --no-mirror --out $(TRAIN_RUNS)/1-main

@@ -5,7 +5,9 @@
     python -m training.evaluate --photos my-photos/ --weights weights --weights runs/mine --backends onnx
 
 With several `--weights`, each weights directory gets its columns side by side (`<dir>/<backend>`). On photos
-it also reports the expected calibration error (15 bins) and writes a reliability diagram per column.
+it also reports the expected calibration error (15 bins) and writes a reliability diagram per column;
+`--temperatures heldout=0.674,balanced=0.714` adds the ECE each column would have with that temperature folded
+in instead of the one its manifest records (the same predictions, re-tempered; labels do not change).
 """
 from __future__ import annotations
 
@@ -100,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
+    p.add_argument("--temperatures", default="",
+                   help="photos: also the ECE with each of these temperatures folded in, e.g. 'heldout=0.674'")
     p.add_argument("--out", type=Path, default=Path("runs/eval"), help="where confusion matrices go")
     return p.parse_args(argv)
 
@@ -139,6 +143,21 @@ def _by_preprocessing(columns: dict[str, tuple], items: list[bytes], fn) -> tupl
     return probs, oks, ms
 
 
+def _retempered_ece(columns: dict[str, tuple], probs: dict[str, np.ndarray], y: np.ndarray, spec: str) -> None:
+    """Print, per column, the ECE its probabilities would have with each temperature of `spec`
+    ('name=T,...') folded in instead of the manifest's `training.calibration.temperature` (1 if none)."""
+    names = list(probs)
+    folded = {c: float(columns[c][1].raw.get("training", {}).get("calibration", {}).get("temperature", 1.0))
+              for c in names}
+    print("| folded T | " + " | ".join(f"{folded[c]:.4f}" for c in names) + " |")
+    for part in filter(None, (s.strip() for s in spec.split(","))):
+        name, value = part.rsplit("=", 1) if "=" in part else (part, part)
+        t = float(value)
+        print(f"| ECE ({calibration.ECE_BINS} bins) at T={t:.4f} ({name}) | "
+              + " | ".join(f"{calibration.ece(calibration.retemper(probs[c], folded[c], t), y):.4f}" for c in names)
+              + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Load each backend once, then score every requested dataset with all of them."""
     args = parse_args(argv)
@@ -175,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             path = args.out / f"reliability_{col.replace('/', '_')}.png"
             calibration.write_reliability(p, y, path, title=f"{args.photos.name} ({col})")
         print(f"reliability diagrams: {args.out}/reliability_*.png")
+        if args.temperatures:
+            _retempered_ece(columns, probs, y, args.temperatures)
         if args.naive:
             probs, oks, _ = _by_preprocessing(columns, [p.data for p in photos], lambda b, cfg: naive_input(b, cfg))
             preds = {c: np.where(oks[c], p.argmax(1), -1) for c, p in probs.items()}

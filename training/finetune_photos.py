@@ -11,8 +11,11 @@
 3. Each step trains on `--fm-batch` Fashion-MNIST images (with the 28x28 augmentation of training/augment.py)
    and `--photo-batch` cached photo variants drawn class-balanced (`--balance` 0) or by n_class ** balance,
    with an optional per-class loss weight (`--class-weight Pullover=2,Coat=1.5`). SGD, cosine LR.
-4. The held-out photos fit a temperature (training/calibrate.py), which is folded into the last layer, and
-   the model is exported to every backend (training/export.py) with the preprocessing it was trained with.
+4. The held-out photos fit a temperature (training/calibration.py, `--calibration`; the default,
+   heldout, was chosen by leave-one-source-out on the held-out photos, EXPERIMENTS.md section 7),
+   which is folded into the last layer, and the model is exported to every backend (training/export.py) with
+   the preprocessing it was trained with. For the augmented methods each held-out photo is also augmented
+   `--calibration-variants` times as a photo (training/photo_augment.py) and prepared; those are cached too.
 """
 from __future__ import annotations
 
@@ -33,7 +36,15 @@ from pipeline.images.preprocess import PreprocessConfig
 from pipeline.inference.model import build_model
 from training import data
 from training.augment import AugmentConfig, augment_batch
-from training.calibration import ece, fit_temperature, fold_temperature, softmax
+from training.calibration import (
+    CALIBRATION_METHODS,
+    balanced_ece,
+    ece,
+    fit_calibration,
+    fold_temperature,
+    leave_one_source_out,
+    softmax,
+)
 from training.photo_augment import (
     PhotoAugment,
     cache_key,
@@ -44,6 +55,10 @@ from training.photo_augment import (
 from training.photoset import Photo, class_index, load_photos
 from training.realphoto_split import split_photos
 from training.report import CLASSES
+
+
+DEFAULT_CALIBRATION = "heldout"  # lowest mean leave-one-source-out ECE of the methods (EXPERIMENTS.md section 7)
+CALIBRATION_SEED_OFFSET = 1000  # held-out variants draw other random numbers than the training variants
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wise", type=float, default=1.0,
                    help="finally interpolate weights: wise * fine-tuned + (1 - wise) * resumed (WiSE-FT)")
     p.add_argument("--variants", type=int, default=12, help="augmented variants cached per training photo")
+    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default=DEFAULT_CALIBRATION,
+                   help="how the temperature is fitted on the held-out photos (training/calibration.py)")
+    p.add_argument("--calibration-variants", type=int, default=8,
+                   help="augmented variants of each held-out photo for the -augmented calibration methods")
     p.add_argument("--preprocess", default="{}", help="JSON overrides of PreprocessConfig fields")
     p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
     p.add_argument("--seed", type=int, default=1)
@@ -88,13 +107,63 @@ def photo_arrays(args: argparse.Namespace, cfg: PreprocessConfig) -> dict[str, n
     aug = PhotoAugment()
     key = cache_key(train, cfg, aug, args.variants, args.seed)
     tr = cached(args.cache_dir / f"train-{key}.npz", lambda: _train_arrays(train, cfg, aug, args))
+    return {"x_train": tr["x"], "y_train": tr["y"], "n_train_photos": np.array(len(train)),
+            **held_out_arrays(held, cfg, args)}
+
+
+def held_out_arrays(held: list[Photo], cfg: PreprocessConfig, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Cached arrays of the held-out photos: clean (x, y, source, name) and `args.calibration_variants`
+    augmented variants of each (x, y, source of the photo each came from), for the calibration fit."""
     key = cache_key(held, cfg, None, 1, 0)
     ho = cached(args.cache_dir / f"held-{key}.npz", lambda: {
         "x": prepare_clean(held, cfg), "y": np.array([p.label for p in held]),
         "source": np.array([p.source for p in held]), "name": np.array([p.name for p in held])})
-    return {"x_train": tr["x"], "y_train": tr["y"], "x_held": ho["x"], "y_held": ho["y"],
-            "n_train_photos": np.array(len(train)),
-            "src_held": ho["source"], "name_held": ho["name"]}
+    out = {"x_held": ho["x"], "y_held": ho["y"], "src_held": ho["source"], "name_held": ho["name"]}
+    k, seed = args.calibration_variants, args.seed + CALIBRATION_SEED_OFFSET
+    if k > 0:
+        aug = PhotoAugment()
+        va = cached(args.cache_dir / f"held-aug-{cache_key(held, cfg, aug, k, seed)}.npz",
+                    lambda: _held_variants(held, cfg, aug, k, seed))
+        out.update({"x_held_aug": va["x"], "y_held_aug": va["y"], "src_held_aug": va["source"]})
+    return out
+
+
+def _held_variants(held: list[Photo], cfg: PreprocessConfig, aug: PhotoAugment, k: int,
+                   seed: int) -> dict[str, np.ndarray]:
+    t0 = time.time()
+    x, idx = prepare_augmented(held, cfg, aug, k, seed)
+    print(f"prepared {len(held)} held-out photos x {k} variants in {time.time() - t0:.0f} s", flush=True)
+    return {"x": x, "y": np.array([p.label for p in held])[idx], "source": np.array([p.source for p in held])[idx]}
+
+
+def calibrate(model: torch.nn.Module, arrays: dict[str, np.ndarray], method: str,
+              scale: float = 1.0) -> tuple[float, dict, np.ndarray]:
+    """(temperature fitted by `method`, the calibration record, clean held-out logits). The record has the
+    held-out ECE15 (plain and class-balanced) before and after, and for every method its temperature and
+    leave-one-source-out class-balanced ECE15. `scale` multiplies the logits first (to undo a folded T)."""
+    yh, src = arrays["y_held"], arrays["src_held"]
+    z = logits_of(model, arrays["x_held"]) * scale
+    aug = None
+    if "x_held_aug" in arrays:
+        aug = (logits_of(model, arrays["x_held_aug"]) * scale, arrays["y_held_aug"], arrays["src_held_aug"])
+    methods = [m for m in CALIBRATION_METHODS if aug is not None or not m.endswith("-augmented")]
+    if method not in methods:
+        raise ValueError(f"--calibration {method} needs --calibration-variants > 0")
+    candidates = {}
+    for m in methods:
+        loso = leave_one_source_out(m, z, yh, src, aug)
+        candidates[m] = {"temperature": round(fit_calibration(m, z, yh, src, aug), 4),
+                         "loso_balanced_ece15_mean": loso["mean"]["ece15"],
+                         "loso_balanced_ece15_pooled": loso["pooled"]["ece15"],
+                         "loso": {s: {"ece15": v["ece15"], "temperature": round(v["temperature"], 4), "n": v["n"]}
+                                  for s, v in loso.items() if "n" in v}}
+    t = candidates[method]["temperature"]
+    cal = {"method": method, "temperature": t,
+           "ece15_before": ece(softmax(z), yh), "ece15_after": ece(softmax(z / t), yh),
+           "balanced_ece15_before": balanced_ece(softmax(z), yh),
+           "balanced_ece15_after": balanced_ece(softmax(z / t), yh),
+           "held_out_variants": 0 if aug is None else int(len(aug[1])), "candidates": candidates}
+    return t, cal, z
 
 
 def _train_arrays(train: list[Photo], cfg: PreprocessConfig, aug: PhotoAugment,
@@ -201,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.dry_run:
         args.steps, args.variants = min(args.steps, 3), min(args.variants, 2)
+        args.calibration_variants = min(args.calibration_variants, 2)
         args.cache_dir = Path(tempfile.mkdtemp(prefix="fb-ft-cache-"))
     out = args.out or (Path(tempfile.mkdtemp(prefix="fb-ft-")) if args.dry_run else Path("runs/finetune"))
     out.mkdir(parents=True, exist_ok=True)
@@ -235,16 +305,17 @@ def main(argv: list[str] | None = None) -> int:
                                for k, v in model.state_dict().items()})
 
     yh, src = arrays["y_held"], arrays["src_held"]
-    z = logits_of(model, arrays["x_held"])
-    temperature = fit_temperature(z, yh)
+    temperature, cal, z = calibrate(model, arrays, args.calibration)
     held = photo_report(yh, z.argmax(1), src)
-    cal = {"temperature": round(temperature, 4), "ece15_before": ece(softmax(z), yh),
-           "ece15_after": ece(softmax(z / temperature), yh)}
     limit = 500 if args.dry_run else None
     fm_pred = logits_of(model, data.to_tensor_input(test_x[:limit])[:, 0]).argmax(1)
     fm_acc = float((fm_pred == test_y[:limit]).mean())
     print(f"held-out photos {held['overall']:.4f} (macro {held['macro']:.4f})  Fashion-MNIST test {fm_acc:.4f}  T={temperature:.3f}  "
-          f"ECE {cal['ece15_before']:.4f} -> {cal['ece15_after']:.4f}", flush=True)
+          f"({cal['method']})  ECE {cal['ece15_before']:.4f} -> {cal['ece15_after']:.4f}  class-balanced "
+          f"{cal['balanced_ece15_before']:.4f} -> {cal['balanced_ece15_after']:.4f}", flush=True)
+    for m, c in cal["candidates"].items():
+        print(f"  calibration {m}: T={c['temperature']:.3f}  leave-one-source-out balanced ECE15 "
+              f"mean {c['loso_balanced_ece15_mean']:.4f} pooled {c['loso_balanced_ece15_pooled']:.4f}", flush=True)
     print("  " + "  ".join(f"{k} {v:.2f}" for k, v in held.items() if not k.startswith("source")), flush=True)
     fold_temperature(model.head, temperature)
     cal["folded_into_head"] = True  # model.pt's logits are already divided by T, in every backend

@@ -70,3 +70,7 @@ def test_fashion_batch_train_with_photos_fine_tunes_and_exports(dry_run_weights,
     assert training["photo_sets"][0]["path"] == str(tmp_path / "mine")
     assert training["photo_sets"][0]["train_photos"] + training["photo_sets"][0]["held_out_photos"] == 16
     assert "temperature" in training["calibration"] and "resumed_from" in training
+    calibration = training["calibration"]
+    assert calibration["method"] == "heldout" and calibration["held_out_variants"] > 0
+    assert set(calibration["candidates"]) == {"heldout", "balanced", "balanced-augmented", "balanced-source",
+                                              "balanced-source-augmented", "per-source", "per-source-augmented"}
