@@ -38,6 +38,7 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
+        worker_concurrency=settings.pool_processes,  # `celery worker -c N` overrides it (the GPU pool runs 1)
         task_time_limit=settings.task_time_limit_s,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,

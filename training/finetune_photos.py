@@ -56,7 +56,6 @@ from training.photoset import Photo, class_index, load_photos
 from training.realphoto_split import split_photos
 from training.report import CLASSES
 
-
 DEFAULT_CALIBRATION = "heldout"  # lowest mean leave-one-source-out ECE of the methods (EXPERIMENTS.md section 7)
 CALIBRATION_SEED_OFFSET = 1000  # held-out variants draw other random numbers than the training variants
 

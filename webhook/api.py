@@ -107,7 +107,7 @@ def create_job():
     fields = _fields()
     files = request.files.getlist("files")
     pool = _choice(fields, "pool", "cpu", POOLS)
-    backend = _choice(fields, "backend", settings.default_backend, BACKENDS)
+    backend = _choice(fields, "backend", settings.default_backend_for(pool), BACKENDS)
     if backend not in settings.backends_for(pool):
         raise ApiError(400, f"backend {backend!r} is not served by the {pool} pool")
     if not settings.queue_without_workers and _live_workers(pool) == 0:

@@ -31,7 +31,8 @@ WEB_BACKENDS = ("onnx", "int8")  # the runtimes the web process may load: ONNX R
 
 def web_backend(settings: Settings) -> str:
     """The backend the web process classifies with."""
-    return settings.default_backend if settings.default_backend in WEB_BACKENDS else "onnx"
+    backend = settings.default_backend_for("cpu")
+    return backend if backend in WEB_BACKENDS else "onnx"
 
 
 def model(settings: Settings) -> tuple:

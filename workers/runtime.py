@@ -121,6 +121,10 @@ def current() -> Runtime:
     device = "cuda" if pool == "gpu" else "cpu"
     manifest = load_manifest(s.weights_dir)
     served = s.backends_for(pool) if pool != "control" else ()  # control: callbacks, dispatch, housekeeping
+    if served:
+        from pipeline.images.preprocess import use_threads
+
+        use_threads(s.infer_threads)
     backends = Backends(served, s.weights_dir, manifest, device, s.infer_threads)
     # Loaded on first use, but the GPU pool's at start (a host without CUDA must not take GPU work) and any
     # FB_PRELOAD_BACKENDS (e.g. so a benchmark's first job does not pay for loading).

@@ -1,6 +1,8 @@
 """Safe image decoding: only the formats we accept, bounded in pixels, never trusting headers.
 
-Pure functions (bytes in, Pillow image out); the limits are arguments so callers take them from settings.
+Pure functions (bytes in, Pillow image or pixel array out); the limits are arguments so callers take them from
+settings. JPEG, most of what we see, has a fast path: libjpeg-turbo through simplejpeg decodes straight to the
+working size (DCT scaling in eighths, where Pillow's draft mode has only halvings) into a numpy array.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import math
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow format names we accept; every other format is refused before its decoder runs. HEIF (HEIC, what
@@ -63,6 +66,73 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
+def _checked_open(data: bytes, kind: str, max_pixels: int) -> Image.Image:
+    """Pillow's lazy open of `data` as `kind` (headers only), refused if it has no pixels or too many."""
+    img = Image.open(io.BytesIO(data), formats=[kind])  # only the decoder of what the bytes say
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError("image has no pixels")
+    if width * height > max_pixels:
+        raise ImageError(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels")
+    return img
+
+
+# EXIF orientation -> how to turn the stored pixels (H, W, C) upright, as ImageOps.exif_transpose does.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: a.transpose(1, 0, 2)[::-1],
+}
+
+
+def _draft_scale(width: int, height: int, box: tuple[int, int]) -> int:
+    """The DCT scale divisor (1, 2, 4 or 8) Pillow's draft mode picks so the image fitted in `box` still fits."""
+    fit = min(box[0] / width, box[1] / height)
+    if fit >= 1:
+        return 1
+    scale = min(width // max(1, math.ceil(width * fit)), height // max(1, math.ceil(height * fit)))
+    return 8 if scale >= 8 else 4 if scale >= 4 else 2 if scale >= 2 else 1
+
+
+def decode_jpeg_rgb(data: bytes, *, box: tuple[int, int], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """A JPEG as an upright RGB uint8 (H, W, 3) array, decoded by libjpeg-turbo (simplejpeg) straight into numpy
+    at the DCT scale `decode_image(data, draft_size=box)` uses, so the pixels are the same; None when it is not a
+    JPEG this path handles (CMYK, corrupt, truncated...), so that the caller falls back to `decode_image`, which
+    gives the reason. Raises ImageError for a refused image.
+
+    The eighths libjpeg-turbo offers between Pillow's halvings (3/8 for a 400x500 photo) decode no faster here
+    and change what the segmentation sees (2.6% of the labels on realphoto-train; 4.1% with the fast DCT and
+    upsampling and OpenCV's area shrink).
+    """
+    import simplejpeg
+
+    if sniff_format(data[:SNIFF_BYTES]) != "JPEG":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = _checked_open(data, "JPEG", max_pixels)
+        if img.mode not in ("RGB", "L"):
+            return None  # CMYK/YCCK: Pillow converts those
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+        scale = _draft_scale(width, height, box)
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=-(-width // scale),
+                                     min_height=-(-height // scale))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image too large: refused as a possible decompression bomb ({exc})") from None
+    except Exception:  # noqa: BLE001 - anything odd goes the slow way, which names the problem
+        return None
+    turn = _UPRIGHT.get(orientation)
+    return np.ascontiguousarray(turn(rgb)) if turn else rgb
+
+
 def decode_image(
     data: bytes,
     *,
@@ -85,14 +155,8 @@ def decode_image(
         with warnings.catch_warnings():
             # A DecompressionBombWarning is an error here, whatever Pillow's global threshold is.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[kind])  # only the decoder of what the bytes say
+            img = _checked_open(data, kind, max_pixels)
             width, height = img.size
-            if width <= 0 or height <= 0:
-                raise ImageError("image has no pixels")
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels"
-                )
             if draft_size is not None and img.format == "JPEG":
                 # Pillow keeps both sides >= the size asked for; asking for the image fitted inside the box
                 # (aspect kept) lets a 3:4 photo decode at 1/4 instead of 1/2 scale for the same long side.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.images.preprocess import PreprocessConfig
+from pipeline.images.config import PreprocessConfig
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1

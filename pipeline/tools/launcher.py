@@ -91,7 +91,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
     py = sys.executable
-    concurrency = settings.worker_concurrency or os.cpu_count() or 1
+    concurrency = settings.pool_processes
     commands = {
         "web": [py, "-m", "gunicorn", "webhook:create_app()", "-b", f"{settings.web_host}:{settings.web_port}",
                 "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "300"],

@@ -8,7 +8,11 @@ from pipeline.settings import SettingsError, load_settings
 
 def test_defaults_need_nothing_but_are_overridable():
     s = load_settings({})
-    assert s.database_url is None and s.redis_url is None and s.default_backend in s.cpu_backends
+    assert s.database_url is None and s.redis_url is None
+    # INT8 on CPU and ONNX on GPU unless FB_DEFAULT_BACKEND says otherwise; a pool serving no INT8 falls back
+    assert (s.default_backend_for("cpu"), s.default_backend_for("gpu")) == ("int8", "onnx")
+    assert s.replace(cpu_backends=("onnx",)).default_backend_for("cpu") == "onnx"
+    assert s.replace(default_backend="eager").default_backend_for("gpu") == "eager"
     s = load_settings({"DATABASE_URL": "postgresql://u@h/db", "FB_CHUNK_SIZE": "64", "FB_MAX_ZIP_ENTRIES": "10"})
     assert s.database_url == "postgresql://u@h/db" and s.chunk_size == 64 and s.limits.max_zip_entries == 10
 

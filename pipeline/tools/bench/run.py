@@ -3,7 +3,8 @@
     fashion-batch bench --images 10000 --json bench-out/bench.json
     fashion-batch bench --history              # the periodic backend benchmarks, as a table
 
-One run measures (a) the limit: a tight decode/preprocess/infer loop, one process per core, per backend;
+One run measures (0) the per-step table: decode, prepare and inference per backend on one core, and the floor
+(bench/steps.py); (a) the limit: a tight decode/preprocess/infer loop, one process per core, per backend;
 (b) the pipeline: one ZIP job through HTTP, Redis, Celery and PostgreSQL on a private local stack;
 (c) the per-image baseline: one HTTP request per image to /v1/classify from a sequential client.
 """
@@ -69,21 +70,30 @@ def run(args: argparse.Namespace) -> dict:
     from pipeline.tools.bench import stack as bench_stack
     from pipeline.tools.bench.limit import measure_limit
     from pipeline.tools.bench.quiet import ForeignCpu, wait_until_quiet
+    from pipeline.tools.bench.steps import measure_steps
 
     settings = load_settings()
-    backend = args.backend or settings.default_backend
+    backend = args.backend or settings.default_backend_for("cpu")
     cores = args.processes or os.cpu_count() or 1
     zip_path, labels = photo_zip(args.images, args.out_dir, args.seed, args.data_dir)
     if args.wait_quiet and not wait_until_quiet():
         print("warning: the machine did not become quiet; timings will be low", flush=True)
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "images": args.images,
-                    "cores": cores, "worker_processes": args.concurrency or cores, "backend": backend,
+                    "cores": cores, "backend": backend,
+                    "worker_processes": args.concurrency or settings.worker_concurrency or cores + 1,
                     "storage": args.storage,
                     "chunk_size": args.chunk_size or settings.chunk_size,
                     "first_chunk_size": args.first_chunk_size or settings.first_chunk_size,
                     "load_avg_before": os.getloadavg(), "backends": {}, "foreign_cpu_s": {}}
     foreign, tries = report["foreign_cpu_s"], args.tries
     with ForeignCpu() as watch:
+        if args.step_images:
+            print(f"steps: decode, prepare and inference on one core, {min(args.step_images, args.images)} photos ...",
+                  flush=True)
+            step_backends = list(dict.fromkeys([*(args.limit_backends or []), backend, "int8"]))
+            report["steps"] = _quietly("steps", lambda: measure_steps(
+                zip_path, settings.weights_dir, step_backends, images=args.step_images, batch_size=INFER_BATCH),
+                watch, foreign, tries, args.wait_quiet)
         for name in dict.fromkeys([*(args.limit_backends or []), backend]):
             print(f"limit: {name} on {cores} processes ...", flush=True)
             r = _quietly(f"limit {name}", lambda name=name: measure_limit(
@@ -133,6 +143,11 @@ def _headline(report: dict, job: dict) -> dict:
         worker_rss_mb=max((w["rss_mb"] for w in report["worker_rss"]), default=None),
         load_avg_after=os.getloadavg(),
     )
+    report["pipeline_img_s_per_core"] = job["img_s"] / report["cores"]
+    floor = report.get("steps", {}).get("floor_img_s_per_core")
+    if floor:
+        report["floor_img_s_per_core"] = floor
+        report["ratio_pipeline_to_floor"] = report["pipeline_img_s_per_core"] / floor
     if "baseline" in report:
         report["baseline_img_s"] = report["baseline"]["img_s"]
         report["pipeline_to_baseline"] = job["img_s"] / report["baseline_img_s"]
@@ -148,7 +163,12 @@ def summary(r: dict) -> str:
     lines = [f"{r['images']} images, {r['cores']} cores, {r['worker_processes']} worker processes, "
              f"pipeline backend {r['backend']}, chunks "
              f"{r['first_chunk_size']} then {r['chunk_size']}; load average before {r['load_avg_before'][0]:.2f}",
-             "", f"{'backend':<12} {'limit img/s':>12} {'infer-only img/s':>17} {'prep ms/img':>12} "
+             ""]
+    if "steps" in r:
+        from pipeline.tools.bench.steps import table
+
+        lines += [table(r["steps"]), ""]
+    lines += [f"{'backend':<12} {'limit img/s':>12} {'infer-only img/s':>17} {'prep ms/img':>12} "
              f"{'infer ms/img':>13}"]
     for name, b in r["backends"].items():
         lines.append(f"{name:<12} {b['limit_img_s']:>12.1f} {b['infer_img_s']:>17.1f} "
@@ -159,6 +179,10 @@ def summary(r: dict) -> str:
               f"pipeline                {r['pipeline_img_s']:9.1f} img/s  = {100 * r['ratio_pipeline_to_limit']:.1f}% "
               f"of the limit ({p['images']} images in {p['total_s']:.2f} s, {p['failed']} failed, "
               f"accuracy {p['accuracy']:.3f})"]
+    if "ratio_pipeline_to_floor" in r:
+        lines.append(f"pipeline per core       {r['pipeline_img_s_per_core']:9.1f} img/s  = "
+                     f"{r['ratio_pipeline_to_floor']:.2f} of the floor "
+                     f"({r['floor_img_s_per_core']:.1f} img/s per core)")
     if "baseline_img_s" in r:
         lines.append(f"per-image baseline      {r['baseline_img_s']:9.1f} img/s  (pipeline = "
                      f"{r['pipeline_to_baseline']:.1f}x; {r['baseline']['images']} sequential requests)")
@@ -218,9 +242,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write every figure as JSON to this file")
     p.add_argument("--limit-backends", nargs="*", choices=BACKENDS, default=list(BACKENDS),
                    help="backends whose limit to measure (default: all)")
+    p.add_argument("--step-images", type=int, default=1500,
+                   help="photos for the per-step table and the floor, on one core (0: skip; default 1500)")
     p.add_argument("--baseline-images", type=int, default=1000, help="images for the per-image baseline (0: skip)")
     p.add_argument("--processes", type=int, help="processes for the limit and the worker (default: one per core)")
-    p.add_argument("--concurrency", type=int, help="worker pool processes (default: --processes)")
+    p.add_argument("--concurrency", type=int,
+                   help="worker pool processes (default: FB_WORKER_CONCURRENCY, else --processes + 1)")
     p.add_argument("--chunk-size", type=int, help="override FB_CHUNK_SIZE for this run")
     p.add_argument("--first-chunk-size", type=int, help="override FB_FIRST_CHUNK_SIZE for this run")
     p.add_argument("--storage", choices=("local", "s3"), default="local",

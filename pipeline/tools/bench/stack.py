@@ -124,7 +124,7 @@ def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeo
         # Where the time went: before the first chunk started (upload, scan, enqueue), and the share of the
         # worker processes' time spent inside chunks between the first start and the last finish.
         "first_chunk_start_s": c_first.timestamp() - started,
-        "workers_busy_share": float(c_busy) / ((stack.settings.worker_concurrency or os.cpu_count() or 1)
+        "workers_busy_share": float(c_busy) / (stack.settings.pool_processes
                                                * (c_last - c_first).total_seconds()),
     }
 

@@ -6,9 +6,15 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from pipeline.images.imaging import SNIFF_BYTES, ImageError, decode_image, sniff_format
+from pipeline.images.imaging import (
+    SNIFF_BYTES,
+    ImageError,
+    decode_image,
+    decode_jpeg_rgb,
+    sniff_format,
+)
 from tests.helpers import garment_png, phone_photo
 
 
@@ -83,3 +89,48 @@ def test_truncated_phone_photos_are_image_errors(fmt):
 def test_other_iso_media_files_are_not_images():
     # An MP4 video starts with a ftyp box too; it is not a photo
     assert sniff_format(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom") is None
+
+
+def _jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def _scene(size=(401, 517)) -> Image.Image:
+    rng = np.random.default_rng(1)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).filter(
+        ImageFilter.GaussianBlur(2))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_fast_jpeg_path_gives_pillows_pixels_upright(orientation):
+    # Given a JPEG with an EXIF orientation (odd sizes, so a wrong scale or turn shows)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _jpeg(_scene(), exif=exif)
+    # When decoded straight to numpy for a 128 px working size
+    fast = decode_jpeg_rgb(data, box=(128, 128))
+    # Then it is exactly Pillow's draft decode, turned upright
+    slow = np.asarray(decode_image(data, draft_size=(128, 128)).convert("RGB"))
+    assert fast is not None and fast.shape == slow.shape and np.array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("kind", ["grey", "progressive", "small", "large"])
+def test_the_fast_jpeg_path_matches_pillow_on_other_jpegs(kind):
+    img = {"grey": _scene().convert("L"), "small": _scene((90, 70)), "large": _scene((2100, 1500))}.get(kind, _scene())
+    data = _jpeg(img, progressive=kind == "progressive")
+    fast = decode_jpeg_rgb(data, box=(128, 128))
+    slow = np.asarray(decode_image(data, draft_size=(128, 128)).convert("RGB"))
+    assert fast is not None and np.array_equal(fast, slow)
+
+
+def test_jpegs_the_fast_path_does_not_take_go_to_pillow():
+    # CMYK, truncated and corrupt JPEGs, and other formats: None (the caller asks Pillow, which says what is wrong)
+    cmyk = _jpeg(_scene().convert("CMYK"))
+    good = _jpeg(_scene())
+    for data in (cmyk, good[: len(good) // 2], good[:200] + b"\x00" * 500 + good[700:], b"\x89PNG\r\n\x1a\n" + good):
+        assert decode_jpeg_rgb(data, box=(128, 128)) is None
+    # and an image over the pixel limit is refused from its header
+    with pytest.raises(ImageError, match="too large"):
+        decode_jpeg_rgb(good, box=(128, 128), max_pixels=1000)

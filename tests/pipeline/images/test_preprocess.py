@@ -224,3 +224,16 @@ def test_an_object_that_is_all_skin_coloured_is_kept():
     data = encode(garment((255, 255, 255), SKIN))
     # Then it is still the object, not background
     assert extent(unit(prepare(data, CFG)))[0] >= 27
+
+
+@pytest.mark.parametrize("filt", [Image.Resampling.BOX, Image.Resampling.BILINEAR])
+def test_the_fit_resizes_exactly_as_pillow_does(filt):
+    # Given Pillow's own resize of identity images (what the fit step did before OpenCV)
+    from pipeline.images.preprocess import _resize_matrix
+
+    for n_in in range(1, 140, 3):
+        for n_out in range(1, 36):
+            eye = Image.fromarray(np.eye(n_in, dtype=np.float32), mode="F")
+            ref = np.asarray(eye.resize((n_out, n_in), filt), dtype=np.float32).T
+            # Then the weight matrices the fit multiplies with are the same
+            assert np.abs(ref - _resize_matrix(n_in, n_out, filt)).max() < 1e-6, (n_in, n_out)

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.tools.bench import run as bench
 from pipeline.tools.bench.limit import measure_limit
+from pipeline.tools.bench.steps import measure_steps, table
 
 
 def tiny_fashion(root: Path, n: int = 30) -> Path:
@@ -46,6 +47,19 @@ def test_photos_are_rendered_once_and_the_limit_covers_every_image(settings, tmp
     assert result.prepare_ms_per_image > 0 and result.infer_ms_per_image > 0
 
 
+def test_the_step_table_times_every_step_and_derives_the_floor(settings, tmp_path):
+    # Given a few rendered photos
+    path, _ = bench.photo_zip(20, tmp_path / "out", data_dir=tiny_fashion(tmp_path / "fm"))
+    # When the steps are timed on one core
+    steps = measure_steps(path, settings.weights_dir, ["onnx", "int8"], images=16, batch_size=8, repeats=1)
+    # Then every step has a time, and the floor is bare decode plus INT8 inference
+    assert steps["images"] == 16
+    assert all(steps[k] > 0 for k in ("bare_decode_ms", "decode_ms", "prepare_ms"))
+    assert set(steps["infer_ms"]) == {"onnx", "int8"} and all(v > 0 for v in steps["infer_ms"].values())
+    assert steps["floor_img_s_per_core"] == pytest.approx(1000 / (steps["bare_decode_ms"] + steps["infer_ms"]["int8"]))
+    assert "floor" in table(steps) and "inference, int8" in table(steps)
+
+
 @pytest.mark.slow
 def test_a_whole_run_on_a_private_stack_writes_every_figure(settings, tmp_path, monkeypatch):
     # Given the test settings' weights, and a tiny data set
@@ -55,7 +69,7 @@ def test_a_whole_run_on_a_private_stack_writes_every_figure(settings, tmp_path, 
     out = tmp_path / "bench.json"
     # When a small benchmark runs end to end
     code = bench.main(["--images", "24", "--processes", "1", "--limit-backends", "onnx", "--baseline-images", "6",
-                       "--chunk-size", "8", "--first-chunk-size", "4", "--data-dir", str(data),
+                       "--chunk-size", "8", "--first-chunk-size", "4", "--data-dir", str(data), "--step-images", "8",
                        "--out-dir", str(tmp_path / "cache"), "--json", str(out),
                        "--no-wait-quiet"])  # a test checks the figures exist, not how good they are
     # Then it succeeds and the JSON carries the headline figures and the per-backend ones
@@ -68,4 +82,7 @@ def test_a_whole_run_on_a_private_stack_writes_every_figure(settings, tmp_path, 
     assert report["pipeline"]["chunks"] == 4  # 4, then 8, 8 and 4
     assert report["baseline"]["images"] == 6
     assert set(report["backends"]) == {"onnx"} and report["backends"]["onnx"]["infer_img_s"] > 0
+    # and the per-step table, with the pipeline against the floor
+    assert report["steps"]["images"] == 8 and report["ratio_pipeline_to_floor"] > 0
+    assert report["pipeline_img_s_per_core"] == pytest.approx(report["pipeline_img_s"])  # one process
 
