@@ -124,13 +124,10 @@ def _otsu(x: np.ndarray, bins: int = 64) -> float:
     scaled = cv2.min(x * np.float32(bins), float(bins) - 0.5)  # a value of exactly 1 goes in the last bin
     hist = cv2.calcHist([scaled], [0], None, [bins], [0, bins]).ravel().astype(np.float64)
     w0 = np.cumsum(hist)
-    m0 = np.cumsum(hist * _CENTRES[bins])
+    m0 = np.cumsum(hist * ((np.arange(bins) + 0.5) / bins))
     total, mean = w0[-1], m0[-1]
     between = (mean * w0 - total * m0) ** 2 / np.maximum(w0 * (total - w0), 1e-9)
     return float((np.argmax(between[:-1]) + 1) / bins)
-
-
-_CENTRES = {64: (np.arange(64) + 0.5) / 64}
 
 
 # Skin in YCbCr (the box of Chai and Ngan), as lower/upper bounds of OpenCV's (Y, Cr, Cb) order; the bounds are
