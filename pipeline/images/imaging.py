@@ -1,8 +1,8 @@
 """Safe image decoding: only the formats we accept, bounded in pixels, never trusting headers.
 
 Pure functions (bytes in, Pillow image or pixel array out); the limits are arguments so callers take them from
-settings. JPEG, most of what we see, has a fast path: libjpeg-turbo through simplejpeg decodes straight to the
-working size (DCT scaling in eighths, where Pillow's draft mode has only halvings) into a numpy array.
+settings. JPEG, most of what we see, has a fast path: libjpeg-turbo through simplejpeg decodes straight into a
+numpy array, at the reduced DCT scale Pillow's draft mode would pick (the same pixels, no Pillow image between).
 """
 from __future__ import annotations
 

@@ -220,11 +220,10 @@ def object_mask(smooth: np.ndarray, threshold: float, cfg: PreprocessConfig) -> 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Background pockets that do not reach the frame belong to the garment (prints, folds)."""
-    h, w = mask.shape
     frame = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
     if frame.all():
         # No background touches the frame: only a second pocket makes one of them a hole (as it always was).
-        nh, holes = cv2.connectedComponents(1 - mask, connectivity=4)
+        nh, _ = cv2.connectedComponents(1 - mask, connectivity=4)
         return np.ones_like(mask) if nh > 2 else mask
     # Flood the background from the frame (4-connected) through a 1 px margin; what it cannot reach is a hole.
     outside = cv2.copyMakeBorder(1 - mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
@@ -297,7 +296,7 @@ def prepare_rgb(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         h, w = obj.shape
         if worn and w < cfg.garment_min_aspect * h:
             # Arms hang along a worn top; Fashion-MNIST's tops fill the frame, sleeves spread.
-            obj = cv2.resize(obj, (round(cfg.garment_min_aspect * h), h), interpolation=cv2.INTER_LINEAR)
+            obj = obj @ _resize_matrix(w, round(cfg.garment_min_aspect * h), Image.Resampling.BILINEAR).T
     x = _fit(np.ascontiguousarray(obj, dtype=np.float32), cfg)
     top = float(x.max())
     if top > 0:

@@ -11,6 +11,7 @@ The floor is 1 / (bare decode + INT8 inference): images per second per core with
 from __future__ import annotations
 
 import io
+import math
 import multiprocessing as mp
 import time
 import zipfile
@@ -54,7 +55,7 @@ def _bare_decode(data: bytes, box: int) -> object:
     w, h = img.size
     fit = min(box / w, box / h)
     if fit < 1 and img.format == "JPEG":
-        img.draft("RGB", (max(1, int(w * fit + 0.999)), max(1, int(h * fit + 0.999))))
+        img.draft("RGB", (max(1, math.ceil(w * fit)), max(1, math.ceil(h * fit))))  # as decode_image asks
     img.load()
     return img
 
@@ -79,13 +80,10 @@ def _measure(zip_path: str, weights_dir: str, backends: list[str], images: int, 
     with zipfile.ZipFile(zip_path) as zf:
         datas = [zf.read(i) for i in zf.infolist() if not i.is_dir()][:images]
 
-    def decode(d: bytes) -> np.ndarray:
-        return decode_rgb(d, cfg)
-
-    rgbs = [decode(d) for d in datas]
+    rgbs = [decode_rgb(d, cfg) for d in datas]
     n = len(datas)
     bare = _best(lambda: [_bare_decode(d, cfg.work_long_side) for d in datas], repeats)
-    dec = _best(lambda: [decode(d) for d in datas], repeats)
+    dec = _best(lambda: [decode_rgb(d, cfg) for d in datas], repeats)
     prep = _best(lambda: [prepare_rgb(r, cfg) for r in rgbs], repeats)
     batch = to_batch([prepare_rgb(r, cfg) for r in rgbs])
     batches = [np.ascontiguousarray(batch[i:i + batch_size]) for i in range(0, n, batch_size)]
