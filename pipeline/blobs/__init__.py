@@ -66,7 +66,7 @@ def open_store(settings: Settings) -> BlobStore:
     """The store FB_STORAGE_URL names: file://DIR (the default: FB_STORAGE_DIR) or s3://BUCKET/PREFIX."""
     url = settings.blob_url
     if url.startswith("s3://"):
-        from pipeline.blobs.s3 import S3Store
+        from pipeline.blobs.s3_store import S3Store
 
         return S3Store(settings)
     from pipeline.blobs.local import LocalStore
@@ -86,7 +86,8 @@ class _Routing:
         if not spec.source.startswith("s3://"):
             return self.store
         if self._objects is None:
-            from pipeline.blobs.s3 import S3Reader, client
+            from pipeline.blobs.s3 import client
+            from pipeline.blobs.s3_reader import S3Reader
 
             self._objects = S3Reader(client(self.settings), None, self.settings.limits)
         return self._objects

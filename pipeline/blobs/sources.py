@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pipeline.blobs.s3 import RangedFile, _errors, client, parse_url, translate
+from pipeline.blobs.s3 import boto_errors, client, parse_url, translate
+from pipeline.blobs.s3_reader import RangedFile
 from pipeline.images.ingest import IngestError, Part, list_items, member_name
 from pipeline.items import ItemSpec
 from pipeline.settings import Settings
@@ -43,7 +44,7 @@ def _listing(s3: Any, bucket: str, prefix: str, most: int) -> list[tuple[str, in
                 found.append((obj["Key"], int(obj["Size"])))
                 if len(found) > most:
                     return found
-    except _errors() as exc:
+    except boto_errors() as exc:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("NoSuchBucket", "404", "NotFound"):
             raise SourceRefused(f"no bucket {bucket!r} at the object store") from None

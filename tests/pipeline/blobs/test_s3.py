@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from pipeline.blobs import open_store
-from pipeline.blobs.s3 import RangedFile
+from pipeline.blobs.s3_reader import RangedFile
 from pipeline.images.archive import ArchiveError, scan_archive
 from pipeline.images.ingest import Part, list_items
 from pipeline.items import ItemSpec, SourceUnavailable
