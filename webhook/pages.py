@@ -34,10 +34,12 @@ def job_page(job_id: uuid.UUID):
     if not hmac.compare_digest(request.args.get("t", "").encode(), _token(str(job_id)).encode()):
         abort(404, description=f"no job {job_id}")
     svc = services()
+    # Counts first, then the job: results only grow meanwhile, so `done` covers every counted label (the page
+    # divides by it).
+    counts = reports.class_counts(svc.engine, job_id)
     job = reports.job_status(svc.engine, job_id, None)
     if job is None:
         abort(404, description=f"no job {job_id}")
-    counts = reports.class_counts(svc.engine, job_id)
     classes = svc.classes(job["model"])
     per_class = sorted(((classes[k], v) for k, v in counts.items()), key=lambda kv: -kv[1])
     finished = job["done"] + job["failed"]

@@ -10,7 +10,8 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from pipeline.inference.benchmark import BackendTiming
 from pipeline.store.schema import benchmarks
 
-_COLUMNS = (benchmarks.c.run_id, benchmarks.c.pool, benchmarks.c.model, benchmarks.c.backend, benchmarks.c.device, benchmarks.c.host,
+_COLUMNS = (benchmarks.c.run_id, benchmarks.c.pool, benchmarks.c.model, benchmarks.c.backend, benchmarks.c.device,
+            benchmarks.c.host,
             benchmarks.c.batch_size, benchmarks.c.repetitions, benchmarks.c.median_ms, benchmarks.c.p99_ms,
             benchmarks.c.images_per_s, benchmarks.c.speedup_vs_eager, benchmarks.c.sample_accuracy,
             benchmarks.c.error, benchmarks.c.created_at)

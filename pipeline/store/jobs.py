@@ -42,7 +42,7 @@ class ChunkWork:
     size: int
     items: list[ItemSpec] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
-    model: str = "fmnist"  # the job's model (weights/<model>/)
+    model: str = ""  # the job's model (weights/<model>/)
 
 
 def plan_chunks(total: int, size: int, first: int) -> list[tuple[int, int]]:

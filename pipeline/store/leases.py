@@ -110,7 +110,8 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float, versions: 
             return None
         conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())  # job before chunk
         row = conn.execute(
-            select(chunks, jobs.c.backend, jobs.c.model, jobs.c.pool.label("job_pool"), jobs.c.status.label("job_status"),
+            select(chunks, jobs.c.backend, jobs.c.model, jobs.c.pool.label("job_pool"),
+                   jobs.c.status.label("job_status"),
                    jobs.c.not_before, jobs.c.model_version, func.now().label("now"))
             .join(jobs, jobs.c.id == chunks.c.job_id).where(chunks.c.id == chunk_id)
             .with_for_update(of=chunks, skip_locked=True)

@@ -1,6 +1,6 @@
 """Inference backends: one interface, one module per runtime, heavy imports only when a backend loads.
 
-    backend = load_backend("onnx", settings.weights_dir / "photo", threads=1)
+    backend = load_backend("onnx", settings.weights_dir / model_name, threads=1)
     probs = backend.predict(to_batch(arrays))   # (N, C, S, S) in, (N, 10) float32 out, rows sum to 1
 
 The input shape comes from the model's manifest. On CUDA the torch backends run in fp16 (module and input

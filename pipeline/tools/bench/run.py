@@ -114,8 +114,10 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"{model} steps: decode, prepare and inference on one core, "
                       f"{min(args.step_images, args.images)} photos ...", flush=True)
                 step_backends = list(dict.fromkeys([*(args.limit_backends or []), backend, "int8"]))
-                mr["steps"] = _quietly(f"{model} steps", lambda folder=folder, sb=step_backends, b=batch: measure_steps(
-                    zip_path, folder, sb, images=args.step_images, batch_size=b), watch, foreign, tries, args.wait_quiet)
+                mr["steps"] = _quietly(
+                    f"{model} steps", lambda folder=folder, sb=step_backends, b=batch: measure_steps(
+                        zip_path, folder, sb, images=args.step_images, batch_size=b),
+                    watch, foreign, tries, args.wait_quiet)
             for name in dict.fromkeys([*(args.limit_backends or []), backend]):
                 print(f"{model} limit: {name} on {cores} processes ...", flush=True)
                 r = _quietly(f"{model} limit {name}", lambda name=name, folder=folder, b=batch: measure_limit(
@@ -260,7 +262,8 @@ def history_table(rows: list[dict]) -> str:
     out = [head, "-" * len(head)]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for r in rows:
-        out.append(f"{r['created_at'][:19]:<20} {r['pool']:<4} {r.get('model', '-'):<8} {r['backend']:<11} {r['host'][:14]:<14} "
+        out.append(f"{r['created_at'][:19]:<20} {r['pool']:<4} {r.get('model', '-'):<8} {r['backend']:<11} "
+                   f"{r['host'][:14]:<14} "
                    f"{r['batch_size']:>5} {fmt(r['median_ms'], '9.2f'):>9} {fmt(r['p99_ms'], '8.2f'):>8} "
                    f"{fmt(r['images_per_s'], '8.0f'):>8} {fmt(r['speedup_vs_eager'], '7.2f') + 'x':>8} "
                    f"{fmt(r['sample_accuracy'], '8.3f'):>8}" + (f"  error: {r['error']}" if r["error"] else ""))

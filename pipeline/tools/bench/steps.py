@@ -122,7 +122,8 @@ def table(steps: dict) -> str:
              f"{'prepare (segment/letterbox, fit)':<44} {steps['prepare_ms']:>12.3f}",
              f"{'decode + prepare':<44} {steps['decode_ms'] + steps['prepare_ms']:>12.3f}"]
     batch = steps.get("batch_size", 64)
-    lines += [f"{'inference, ' + name + f', batches of {batch}':<44} {ms:>12.3f}" for name, ms in steps["infer_ms"].items()]
+    lines += [f"{'inference, ' + name + f', batches of {batch}':<44} {ms:>12.3f}"
+              for name, ms in steps["infer_ms"].items()]
     if steps.get("floor_img_s_per_core"):
         lines.append(f"{'floor: 1 / (bare decode + int8)':<44} {steps['floor_img_s_per_core']:>9.1f} img/s per core")
     return "\n".join(lines)
