@@ -50,7 +50,7 @@ train: $(STAMP)
 	$(BIN)/fashion-batch train --resume $(TRAIN_RUNS)/2-finetune/model.pt --finetune-epochs 8 --finetune-lr 0.008 \
 		--finetune-p-any 0.1 --threads 1 --out $(TRAIN_RUNS)/3-mirror
 	$(BIN)/fashion-batch train --photos ../shared/datasets/realphoto-train --resume $(TRAIN_RUNS)/3-mirror/model.pt \
-		--steps 600 --preprocess '{"garment": true}' --wise 0.5 --threads 1 --cache-dir $(TRAIN_RUNS)/cache --out weights
+		--steps 600 --preprocess '{"garment": true}' --wise 0.5 --threads 1 --cache-dir $(TRAIN_RUNS)/cache --out weights/fmnist
 
 # The shipped photo model (weights/photo), made as it was: EfficientNet-Lite0 from its ImageNet weights, head first,
 # then a gentle fine-tune of its top on realphoto-train (held-out quarter selects and calibrates) and Fashion-MNIST

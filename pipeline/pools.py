@@ -19,7 +19,8 @@ def _key(pool: str) -> str:
 
 def heartbeat(client: redis.Redis, pool: str, node: str, now: float | None = None,
               model_version: str | None = None) -> None:
-    """Record that `node` serves `pool` now (with the weights `model_version`); forget long-silent workers."""
+    """Record that `node` serves `pool` now (with the weights `model_version`: the versions of its models,
+    comma-separated); forget long-silent workers."""
     now = time.time() if now is None else now
     with client.pipeline() as p:
         p.zadd(_key(pool), {node: now})
@@ -30,11 +31,11 @@ def heartbeat(client: redis.Redis, pool: str, node: str, now: float | None = Non
 
 
 def live_versions(client: redis.Redis, pool: str, now: float | None = None) -> set[str]:
-    """The model versions the live workers of `pool` have."""
+    """The model versions (of every model) the live workers of `pool` have."""
     now = time.time() if now is None else now
     nodes = client.zrangebyscore(_key(pool), now - LIVE_S, "+inf")
     versions = client.hmget(f"{_key(pool)}:versions", nodes) if nodes else []
-    return {v.decode() for v in versions if v}
+    return {one for v in versions if v for one in v.decode().split(",")}  # a worker serves several models
 
 
 def leave(client: redis.Redis, pool: str, node: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 import requests
 
 from tests.helpers import garment_png, make_zip, phone_photo, wait_for
@@ -11,9 +12,10 @@ from tests.helpers import garment_png, make_zip, phone_photo, wait_for
 FINAL = ("succeeded", "partial", "failed", "cancelled")
 
 
-def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_path):
+@pytest.mark.parametrize("model", [None, "fmnist"], ids=["default-photo", "fmnist"])
+def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_path, model):
     # Given a ZIP mixing good images (PNG, JPEG, WebP, in folders), a truncated JPEG and a text file,
-    # plus a plain image uploaded beside it
+    # plus a plain image uploaded beside it, for the default model (photo) or the Fashion-MNIST CNN
     jpeg = garment_png("trouser", (300, 400), fmt="JPEG")
     archive = make_zip(tmp_path / "batch.zip", {
         "tops/shirt.png": garment_png("shirt"),
@@ -26,6 +28,7 @@ def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_pat
     # When the files are posted to the API
     with archive.open("rb") as z:
         resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60,
+                             data={"model": model} if model else {},
                              files=[("files", ("batch.zip", z, "application/zip")),
                                     ("files", ("single.png", garment_png("shirt"), "image/png"))])
     assert resp.status_code == 202, resp.text
@@ -37,6 +40,9 @@ def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_pat
     assert final["status"] == "partial", final
     assert (final["done"], final["failed"]) == (4, 2)
     assert final["started_at"] and final["finished_at"]
+    # And the job names its model and the version (manifest sha256) that labelled it
+    assert final["model"] == (model or "photo") and len(final["model_version"]) == 64
+    assert final["model_versions"] == {final["model_version"]: 4}
     items = {i["name"]: i for i in requests.get(job["results_url"], headers=headers, timeout=10).json()["items"]}
     assert set(items) == {"batch.zip/tops/shirt.png", "batch.zip/bottoms/trouser.jpg",
                           "batch.zip/bottoms/trouser.webp", "batch.zip/broken/truncated.jpg",
@@ -46,6 +52,7 @@ def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_pat
         item = items[name]
         assert item["error"] is None and 0 <= item["label"] <= 9 and item["class_name"]
         assert 0 < item["confidence"] <= 1 and abs(sum(item["probabilities"]) - 1) < 1e-3
+        assert (item["model"], item["model_version"]) == (final["model"], final["model_version"])
     assert "truncated" in items["batch.zip/broken/truncated.jpg"]["error"]
     assert "not a supported image" in items["batch.zip/readme.txt"]["error"]
     assert items["batch.zip/readme.txt"]["label"] is None
@@ -53,12 +60,14 @@ def test_a_mixed_zip_is_labelled_item_by_item(live_url, worker, api_key, tmp_pat
     rows = list(csv.DictReader(io.StringIO(
         requests.get(job["results_url"], params={"format": "csv"}, headers=headers, timeout=10).text)))
     assert {r["name"]: r["class_name"] for r in rows} == {n: i["class_name"] or "" for n, i in items.items()}
+    assert {(r["model"], r["model_version"]) for r in rows if r["class_name"]} == {(final["model"],
+                                                                                    final["model_version"])}
 
 
 def test_trousers_come_back_as_trousers(live_url, worker, api_key):
-    # Given a plain dark trouser silhouette on white, the kind of shape the model must get right
+    # Given a plain dark trouser silhouette on white, the kind of shape the Fashion-MNIST CNN must get right
     headers = {"X-API-Key": api_key}
-    resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60,
+    resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, data={"model": "fmnist"},
                          files=[("files", ("t.jpg", garment_png("trouser", (300, 400), fmt="JPEG"), "image/jpeg"))])
     job = resp.json()
     wait_for(lambda: requests.get(job["status_url"], headers=headers, timeout=10).json()["status"] in FINAL,
@@ -71,11 +80,12 @@ def test_trousers_come_back_as_trousers(live_url, worker, api_key):
 def test_phone_formats_are_labelled_as_files_and_inside_zips(live_url, worker, api_key, tmp_path):
     # Given iPhone-style HEIC and AVIF photos of trousers stored on their side (EXIF orientation 6),
     # one of each uploaded as a file and one of each inside a ZIP, under names that do not say the format
+    # (labelled by the Fashion-MNIST CNN, which these drawn silhouettes are made for)
     heic, avif = phone_photo("HEIC", orientation=6), phone_photo("AVIF", orientation=6)
     archive = make_zip(tmp_path / "phone.zip", {"IMG_0001": heic, "IMG_0002": avif})
     headers = {"X-API-Key": api_key}
     with archive.open("rb") as z:
-        resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, files=[
+        resp = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, data={"model": "fmnist"}, files=[
             ("files", ("phone.zip", z, "application/zip")),
             ("files", ("IMG_0003.HEIC", heic, "image/heic")), ("files", ("IMG_0004.avif", avif, "image/avif"))])
     # When the worker has labelled them
@@ -90,7 +100,7 @@ def test_phone_formats_are_labelled_as_files_and_inside_zips(live_url, worker, a
 
 
 def test_first_result_arrives_while_a_bigger_job_runs(live_url, worker, api_key, tmp_path):
-    # Given a 300-image ZIP (several chunks: a small first chunk, then full ones)
+    # Given a 300-image ZIP (several chunks: a small first chunk, then full ones) for the default photo model
     png = garment_png("shirt", (200, 260), fmt="JPEG")
     archive = make_zip(tmp_path / "many.zip", {f"img/{i:04d}.jpg": png for i in range(300)})
     headers = {"X-API-Key": api_key}

@@ -82,6 +82,11 @@ def publish_wakeups(n_chunks: int, pool: str) -> None:
                           retry=True, retry_policy=policy)
 
 
+def _model(fields) -> str:
+    """The model a submission asks for (`model`, else FB_DEFAULT_MODEL); 400 for one this server lacks."""
+    return _choice(fields, "model", services().settings.default_model, services().catalogue.names)
+
+
 def _priority(fields, total: int) -> str:
     default = "interactive" if total <= services().settings.interactive_max_images else "bulk"
     return _choice(fields, "priority", default, PRIORITIES)
@@ -106,8 +111,10 @@ def create_job():
     auth.check_rate_limit()
     fields = _fields()
     files = request.files.getlist("files")
+    model = _model(fields)
+    classes = svc.classes(model)
     pool = _choice(fields, "pool", "cpu", POOLS)
-    backend = _choice(fields, "backend", settings.default_backend_for(pool), BACKENDS)
+    backend = _choice(fields, "backend", settings.default_backend_for(pool, svc.catalogue.get(model).serving), BACKENDS)
     if backend not in settings.backends_for(pool):
         raise ApiError(400, f"backend {backend!r} is not served by the {pool} pool")
     if not settings.queue_without_workers and _live_workers(pool) == 0:
@@ -127,7 +134,7 @@ def create_job():
     idem_key = (request.headers.get("Idempotency-Key") or "").strip() or None
     if idem_key is not None and (len(idem_key) > 255 or not idem_key.isprintable()):
         raise ApiError(400, "Idempotency-Key must be at most 255 printable characters")
-    options = {"backend": backend, "pool": pool, "callback_url": callback_url or ""}
+    options = {"model": model, "backend": backend, "pool": pool, "callback_url": callback_url or ""}
 
     job_id = request.job_id  # the parts' object keys, if any were uploaded as they arrived, carry it
     claim = None
@@ -137,7 +144,7 @@ def create_job():
             claim = Claim(idem_key, request_hash({**options, "source": str(source)}, [])) if idem_key else None
             if claim is not None and (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
                 return _replay(earlier, claim)
-            specs = _source_items(str(source))
+            specs = _source_items(str(source), classes)
         else:
             folder = store.scratch_dir(job_id)
             folder.mkdir(parents=True)
@@ -153,9 +160,9 @@ def create_job():
                 if (earlier := idempotency.find(svc.engine, g.api_key.id, idem_key)) is not None:
                     _forget_files(job_id)
                     return _replay(earlier, claim)
-            specs = _scan_and_publish(job_id, parts, [fs.stream for fs in files])
+            specs = _scan_and_publish(job_id, parts, [fs.stream for fs in files], classes)
         chunk_ids = jobs.create_job(
-            svc.engine, job_id=job_id, api_key_id=g.api_key.id, backend=backend, pool=pool,
+            svc.engine, job_id=job_id, api_key_id=g.api_key.id, model=model, backend=backend, pool=pool,
             callback_url=callback_url, specs=specs, chunk_size=settings.chunk_size,
             first_chunk_size=settings.first_chunk_size, idempotency=claim,
             priority=_priority(fields, len(specs)), not_before=_not_before(fields),
@@ -200,14 +207,14 @@ def _store_down(exc: Exception) -> ApiError:
                     {"Retry-After": "10"})
 
 
-def _scan_and_publish(job_id: uuid.UUID, parts: list[Part], streams: list) -> list:
+def _scan_and_publish(job_id: uuid.UUID, parts: list[Part], streams: list, classes: list[str]) -> list:
     """List the upload's images while its parts are published to the store (S3: their uploads completed)."""
     svc = services()
     with ThreadPoolExecutor(max_workers=1) as pool:
         published = pool.submit(svc.store.publish, job_id, [p.path for p in parts], streams)
         error: ApiError | None = None
         try:
-            specs = list_items(parts, svc.settings.limits, svc.classes)
+            specs = list_items(parts, svc.settings.limits, classes)
         except LimitExceeded as exc:
             error = ApiError(413, str(exc))
         except (IngestError, ArchiveError) as exc:
@@ -221,13 +228,13 @@ def _scan_and_publish(job_id: uuid.UUID, parts: list[Part], streams: list) -> li
     return specs
 
 
-def _source_items(source: str) -> list:
+def _source_items(source: str, classes: list[str]) -> list:
     """The items of a job from objects already in a bucket (400 for a refused source, 503 if unreachable)."""
     from pipeline.blobs.sources import SourceRefused, source_items
 
     svc = services()
     try:
-        return source_items(svc.settings, source, svc.classes)
+        return source_items(svc.settings, source, classes)
     except LimitExceeded as exc:
         raise ApiError(413, str(exc)) from None
     except (SourceRefused, IngestError, ArchiveError) as exc:
@@ -295,14 +302,14 @@ def get_results(job_id: uuid.UUID):
     """Results in upload order: paginated JSON (`offset`, `limit`), or `?format=csv` streamed whole."""
     job = _owned_job(job_id)
     svc = services()
-    classes = svc.classes
+    classes = svc.classes(job["model"])
     if request.args.get("format") == "csv":
         def rows():
             buf = io.StringIO()
             writer = csv.writer(buf)
             writer.writerow(CSV_HEADER)
             for r in reports.iter_results(svc.engine, job_id):
-                writer.writerow(csv_row(r, classes))
+                writer.writerow(csv_row(r, classes, job["model"]))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
                     buf.seek(0)
@@ -315,8 +322,8 @@ def get_results(job_id: uuid.UUID):
     page = reports.result_page(svc.engine, job_id, offset, limit)
     nxt = offset + limit
     return jsonify(
-        id=str(job_id), status=job["status"], total=job["total"], offset=offset, limit=limit,
-        items=[item_json(r, classes) for r in page],
+        id=str(job_id), status=job["status"], model=job["model"], total=job["total"], offset=offset, limit=limit,
+        items=[item_json(r, classes, job["model"]) for r in page],
         next=external_url("api.get_results", job_id=str(job_id), offset=nxt, limit=limit)
         if nxt < job["total"] else None,
     )

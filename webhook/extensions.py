@@ -40,10 +40,17 @@ class Services:
         return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
 
     @cached_property
-    def classes(self) -> list[str]:
-        from pipeline.inference.manifest import load_manifest
+    def catalogue(self):
+        """The models under FB_WEIGHTS_DIR (their manifests only: no ML runtime is imported)."""
+        from pipeline.inference.catalogue import load_catalogue
 
-        return list(load_manifest(self.settings.weights_dir).classes)
+        return load_catalogue(self.settings.weights_dir)
+
+    def classes(self, model: str | None = None) -> list[str]:
+        """The class names of `model` (the default model's for None, or for a model no longer installed)."""
+        manifests = self.catalogue.manifests
+        manifest = manifests.get(model) if model else None
+        return list((manifest or self.catalogue.get(self.settings.default_model)).classes)
 
 
 def services() -> Services:

@@ -33,6 +33,7 @@ SCHEMAS: dict[str, dict] = {
         "id": {"type": "string", "format": "uuid"},
         "status": {"enum": ["queued", "running", "succeeded", "partial", "failed", "cancelled"]},
         "total": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"},
+        "model": {"type": "string"}, "model_version": NULLABLE_STR,
         "backend": {"type": "string"}, "pool": {"type": "string"}, "priority": {"enum": ["interactive", "bulk"]},
         "not_before": NULLABLE_STR, "created_at": {"type": "string"}, "started_at": NULLABLE_STR,
         "finished_at": NULLABLE_STR, "status_url": {"type": "string"}, "results_url": {"type": "string"},
@@ -52,13 +53,14 @@ SCHEMAS: dict[str, dict] = {
         "confidence": {"type": ["number", "null"]},
         "probabilities": {"type": ["array", "null"], "items": {"type": "number"}}, "error": NULLABLE_STR,
         "true_label": {"type": ["integer", "null"]}, "true_class_name": NULLABLE_STR,
-        "model_version": NULLABLE_STR}},
+        "model": NULLABLE_STR, "model_version": NULLABLE_STR}},
     "ResultPage": {"type": "object", "properties": {
-        "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
-        "offset": {"type": "integer"}, "limit": {"type": "integer"}, "next": NULLABLE_STR,
+        "id": {"type": "string"}, "status": {"type": "string"}, "model": {"type": "string"},
+        "total": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"}, "next": NULLABLE_STR,
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}}},
     "Classification": {"type": "object", "properties": {
-        "name": {"type": "string"}, "label": {"type": "integer"}, "class_name": {"type": "string"},
+        "name": {"type": "string"}, "model": {"type": "string"}, "model_version": {"type": "string"},
+        "label": {"type": "integer"}, "class_name": {"type": "string"},
         "confidence": {"type": "number"}, "probabilities": {"type": "array", "items": {"type": "number"}}}},
     "Benchmarks": {"type": "object", "properties": {"latest": {"type": "array", "items": {"type": "object"}},
                                                     "history": {"type": "array", "items": {"type": "object"}}}},
@@ -70,6 +72,8 @@ UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"], "properties": {
         "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
                   "description": "images (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF) and ZIP archives"},
+        "model": {"type": "string", "description": "the model (default FB_DEFAULT_MODEL); the enum lists those "
+                                                   "this server has"},
         "backend": {"enum": ["eager", "torchscript", "onnx", "int8"]}, "pool": {"enum": ["cpu", "gpu"]},
         "callback_url": {"type": "string"}, "priority": {"enum": ["interactive", "bulk"]},
         "not_before": {"type": "string", "description": "ISO 8601: nothing is classified before it"}}}}}}
@@ -101,7 +105,9 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "classify.classify_one": {"post": {
         "summary": "Classify one image synchronously", "security": _KEY,
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+            "type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "model": {"type": "string", "description": "the model (default FB_DEFAULT_MODEL)"}}}}}},
         "responses": {"200": _json("Classification", "its label"), "400": ERROR, "401": ERROR, "413": ERROR,
                       "503": ERROR}}},
     "benchmarks.list_benchmarks": {"get": {
@@ -147,11 +153,12 @@ def build_spec(app: Flask) -> dict:
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     for name, schema in SCHEMAS.items():
         spec.components.schema(name, schema)
+    operations_of = _with_models(app)
     paths: dict[str, dict] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        ops = OPERATIONS.get(rule.endpoint)
+        ops = operations_of.get(rule.endpoint)
         if ops is None:
             raise KeyError(f"route {rule.rule} ({rule.endpoint}) has no OpenAPI description in webhook/openapi.py")
         path, params = _path(rule.rule)
@@ -163,6 +170,18 @@ def build_spec(app: Flask) -> dict:
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def _with_models(app: Flask) -> dict[str, dict[str, dict]]:
+    """OPERATIONS with every `model` request field an enum of the models this server has (from its manifests)."""
+    import copy
+
+    names = list(app.extensions["fashion_batch"].catalogue.names)
+    operations = copy.deepcopy(OPERATIONS)
+    for op in (operations["api.create_job"]["post"], operations["classify.classify_one"]["post"]):
+        props = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+        props["model"] = {**props["model"], "enum": names}
+    return operations
 
 
 def _spec() -> dict:

@@ -38,7 +38,7 @@ def job_page(job_id: uuid.UUID):
     if job is None:
         abort(404, description=f"no job {job_id}")
     counts = reports.class_counts(svc.engine, job_id)
-    classes = svc.classes
+    classes = svc.classes(job["model"])
     per_class = sorted(((classes[k], v) for k, v in counts.items()), key=lambda kv: -kv[1])
     finished = job["done"] + job["failed"]
     ended = job["status"] not in ("queued", "running")

@@ -9,7 +9,8 @@ from webhook import pages
 from webhook.extensions import services
 from webhook.links import external_url
 
-CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version")
+CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model",
+              "model_version")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -27,7 +28,8 @@ def job_json(job: dict) -> dict:
     jid = str(job["id"])
     return {
         "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
-        "backend": job["backend"], "pool": job["pool"], "priority": job["priority"],
+        "model": job["model"], "model_version": job["model_version"], "backend": job["backend"], "pool": job["pool"],
+        "priority": job["priority"],
         "not_before": _iso(job["not_before"]), "created_at": _iso(job["created_at"]),
         "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
         "status_url": external_url("api.get_job", job_id=jid),
@@ -60,24 +62,25 @@ def job_report(job: dict) -> dict:
         except RedisError:
             pass
     if job["status"] in jobs.FINAL:
-        body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes)
+        body["accuracy"] = reports.accuracy(svc.engine, job["id"], svc.classes(job["model"]))
     return body
 
 
-def item_json(row: dict, classes: list[str]) -> dict:
-    """One result as JSON: the predicted and (if the upload gave one) true class, and the model version."""
+def item_json(row: dict, classes: list[str], model: str) -> dict:
+    """One result as JSON: the predicted and (if the upload gave one) true class, the model and its version."""
     label, truth = row["label"], row["true_label"]
     return {
         "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
         "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
         "true_label": truth, "true_class_name": classes[truth] if truth is not None else None,
-        "model_version": row["model_version"],
+        "model": model if row["model_version"] else None, "model_version": row["model_version"],
     }
 
 
-def csv_row(row: dict, classes: list[str]) -> tuple:
+def csv_row(row: dict, classes: list[str], model: str) -> tuple:
     """One result as a CSV row (CSV_HEADER's columns), its free-text cells neutralised."""
     label, truth = row["label"], row["true_label"]
     return (csv_cell(row["name"]), "" if label is None else label, classes[label] if label is not None else "",
             "" if row["confidence"] is None else f"{row['confidence']:.6f}", csv_cell(row["error"] or ""),
-            "" if truth is None else truth, classes[truth] if truth is not None else "", row["model_version"] or "")
+            "" if truth is None else truth, classes[truth] if truth is not None else "",
+            model if row["model_version"] else "", row["model_version"] or "")

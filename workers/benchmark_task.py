@@ -10,7 +10,7 @@ import uuid
 from celery import shared_task
 
 from pipeline.inference.benchmark import benchmark_backends, load_sample
-from pipeline.inference.classify import INFER_BATCH
+from pipeline.inference.classify import infer_batch_for
 from pipeline.store.benchmarks import record
 from workers import runtime
 from workers.tasks import TRANSIENT
@@ -28,17 +28,22 @@ def run_id_for(task_id: str | None) -> uuid.UUID:
 
 @shared_task(bind=True, name=TASK_NAME, autoretry_for=TRANSIENT, retry_backoff=5, max_retries=3)
 def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> dict:
-    """Time every backend this worker's pool serves on the weights' sample, and store one run."""
+    """Time every backend this worker's pool serves, of every model, on each model's sample; store one run."""
     rt = runtime.current()
     if pool != rt.pool:
         # Routed by queue name, so this only happens when a worker listens to another pool's queue.
         return {"skipped": f"this worker serves the {rt.pool} pool, not {pool}"}
-    x, y = load_sample(rt.manifest)
-    # Batches of the size chunks are inferred in, so the figures are those of production calls.
-    # This loads every backend the pool serves into the process that runs it (torch included, if it serves eager
-    # or TorchScript); FB_BENCHMARK_EVERY_S=0 turns the periodic benchmark off where that matters.
-    backends = {name: rt.backends.get(name) for name in rt.backends.served}
-    timings = benchmark_backends(backends, x, y, batch_size=INFER_BATCH, repetitions=repetitions, warmup=warmup)
     run_id = run_id_for(self.request.id)
-    record(rt.engine, run_id=run_id, pool=rt.pool, device=rt.device, host=socket.gethostname(), timings=timings)
-    return {"run_id": str(run_id), "pool": rt.pool, "backends": {t.backend: t.images_per_s for t in timings}}
+    # Batches of the size chunks are inferred in, so the figures are those of production calls.
+    # This loads every backend the pool serves, of every model, into the process that runs it (torch included,
+    # if it serves eager or TorchScript); FB_BENCHMARK_EVERY_S=0 turns the periodic benchmark off where that matters.
+    figures = {}
+    for model, manifest in rt.catalogue.manifests.items():
+        x, y = load_sample(manifest)
+        backends = {name: rt.backends.get(model, name) for name in rt.backends.served}
+        timings = benchmark_backends(backends, x, y, batch_size=infer_batch_for(manifest), repetitions=repetitions,
+                                     warmup=warmup)
+        record(rt.engine, run_id=run_id, pool=rt.pool, device=rt.device, host=socket.gethostname(), timings=timings,
+               model=model)
+        figures[model] = {t.backend: t.images_per_s for t in timings}
+    return {"run_id": str(run_id), "pool": rt.pool, "models": figures}

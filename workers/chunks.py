@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.inference.classify import classify_items
+from pipeline.inference.classify import classify_items, infer_batch_for
 from pipeline.items import Outcome, SourceUnavailable
 from pipeline.store import jobs, leases
 from pipeline.store.jobs import ChunkWork
@@ -58,13 +58,18 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
             return {"chunk": work.chunk_id, "bisected": halves}
         # A poison image: it killed or hung its process on every attempt. Fail it alone.
         outcomes = [Outcome(seq, error=POISON_ERROR.format(n=work.attempts - 1)) for seq in work.seqs]
-    elif (backend := rt.backends.get(work.backend)) is None:
+    elif work.model not in rt.catalogue.manifests:
+        outcomes = [Outcome(seq, error=f"model {work.model!r} is not installed on this worker")
+                    for seq in work.seqs]
+    elif (backend := rt.backends.get(work.model, work.backend)) is None:
         outcomes = [Outcome(seq, error=f"backend {work.backend!r} is not served by the {rt.pool} pool")
                     for seq in work.seqs]
     else:
-        from pipeline.images.preprocess import prepare
+        from pipeline.images.kinds import kind_of_config
 
-        cfg, max_pixels, limit = rt.manifest.preprocess, s.limits.max_pixels, s.item_time_limit_s
+        manifest = rt.catalogue.get(work.model)
+        cfg, max_pixels, limit = manifest.preprocess, s.limits.max_pixels, s.item_time_limit_s
+        prepare = kind_of_config(cfg).prepare  # the model's own preprocessing (its manifest's kind)
 
         def read(spec):
             with item_deadline(limit):
@@ -81,13 +86,14 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
             with lease_kept(rt, work):
                 rt.plan(work.job_id, work.items)  # an object store fetches neighbouring members together
                 outcomes = classify_items(work.seqs, work.items, read=read, prepare=prepared,
-                                          predict=backend.predict)
+                                          predict=backend.predict, infer_batch=infer_batch_for(manifest))
         except SourceUnavailable as exc:
             # Nothing is wrong with the images: give the chunk back for a while, go on with other work.
             log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
             leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)
             return {"chunk": work.chunk_id, "deferred_s": s.storage_retry_s}
-    final = jobs.write_results(rt.engine, work, outcomes, model_version=rt.manifest.version)
+    version = rt.catalogue.manifests[work.model].version if work.model in rt.catalogue.manifests else None
+    final = jobs.write_results(rt.engine, work, outcomes, model_version=version)
     if final is not None:
         job_ended(work.job_id)
     return {"chunk": work.chunk_id, "items": len(outcomes), "job_final": final}

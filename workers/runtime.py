@@ -35,11 +35,15 @@ class Runtime:
     pool: str
     device: str
     engine: Engine
-    backends: Backends  # loaded on first use
-    manifest: object
+    backends: Backends  # loaded on first use, per (model, backend)
+    catalogue: object  # every model's manifest (pipeline.inference.catalogue.Catalogue)
     reader: ItemReader
     pid: int
     holder: str  # this process's name as a chunk lease holder
+
+    def pinned_versions(self) -> dict[str, str] | None:
+        """{model: version} this process labels with, when jobs are pinned to their weights (else None)."""
+        return self.catalogue.versions() if self.settings.pin_model_version else None
 
     def plan(self, job_id, specs) -> None:
         """Tell the reader which items come next (neighbouring archive members are fetched together)."""
@@ -75,7 +79,8 @@ def install(app: Celery, settings: Settings) -> None:
 def _check_weights(**_: object) -> None:
     # Refuse to start at all, rather than fail every task, when the weights are missing, unreadable or
     # tampered with. Celery swallows a signal handler's exceptions, but not SystemExit.
-    from pipeline.inference.manifest import WeightsError, load_manifest, verified_path
+    from pipeline.inference.catalogue import load_catalogue
+    from pipeline.inference.manifest import WeightsError, verified_path
 
     try:
         require(_settings, "worker")
@@ -84,9 +89,9 @@ def _check_weights(**_: object) -> None:
     if worker_pool() == "control":
         return  # loads no model
     try:
-        manifest = load_manifest(_settings.weights_dir)
-        for name in _settings.backends_for(worker_pool()):
-            verified_path(manifest, name)
+        for manifest in load_catalogue(_settings.weights_dir).manifests.values():
+            for name in _settings.backends_for(worker_pool()):
+                verified_path(manifest, name)
     except WeightsError as exc:
         log.critical("refusing to start: %s", exc)
         raise SystemExit(f"refusing to start: {exc}") from None
@@ -113,28 +118,29 @@ def current() -> Runtime:
     global _state
     if _state is not None and _state.pid == os.getpid():
         return _state
-    from pipeline.inference.manifest import load_manifest
+    from pipeline.inference.catalogue import load_catalogue
 
     s = settings()
     db.dispose_inherited()
     pool = worker_pool()
     device = "cuda" if pool == "gpu" else "cpu"
-    manifest = load_manifest(s.weights_dir)
+    catalogue = load_catalogue(s.weights_dir)
     served = s.backends_for(pool) if pool != "control" else ()  # control: callbacks, dispatch, housekeeping
     if served:
         from pipeline.images.preprocess import use_threads
 
         use_threads(s.infer_threads)
-    backends = Backends(served, s.weights_dir, manifest, device, s.infer_threads)
-    # Loaded on first use, but the GPU pool's at start (a host without CUDA must not take GPU work) and any
-    # FB_PRELOAD_BACKENDS (e.g. so a benchmark's first job does not pay for loading).
+    backends = Backends(served, catalogue, device, s.infer_threads, fallback=s.gpu_fallback)
+    # Loaded on first use, but the GPU pool's at start (a host without CUDA must not take GPU work, unless
+    # FB_GPU_FALLBACK=cpu) and any FB_PRELOAD_BACKENDS (so a benchmark's first job does not pay for loading).
     for name in served if pool == "gpu" else [b for b in s.preload_backends if b in served]:
-        backends.get(name)
+        for model in catalogue.names:
+            backends.get(model, name)
     log.info("pid %s ready for the %s pool (%s; loaded so far: %s)", os.getpid(), pool, ", ".join(served) or "no models",
              ", ".join(backends.loaded()) or "none")
     _state = Runtime(
         settings=s, pool=pool, device=device, engine=engine(),
-        backends=backends, manifest=manifest, reader=open_reader(s),
+        backends=backends, catalogue=catalogue, reader=open_reader(s),
         pid=os.getpid(), holder=leases.holder_id(),
     )
     return _state
@@ -148,13 +154,14 @@ def _inject_fault(name: str) -> None:
 
 
 def model_version() -> str | None:
-    """The version (manifest sha256) of the weights this worker serves; None if they cannot be read."""
-    from pipeline.inference.manifest import WeightsError, load_manifest
+    """The versions (manifest sha256s, comma-separated) of the models this worker serves; None if unreadable."""
+    from pipeline.inference.catalogue import load_catalogue
+    from pipeline.inference.manifest import WeightsError
 
     if _settings is None or _settings.worker_pool == "control":
         return None
     try:
-        return load_manifest(_settings.weights_dir).version
+        return ",".join(load_catalogue(_settings.weights_dir).versions().values())
     except WeightsError:
         return None  # the worker refuses to start, saying why (worker_init)
 

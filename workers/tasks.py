@@ -37,8 +37,8 @@ def drain(self, pool: str) -> dict:
     deadline = time.monotonic() + rt.settings.drain_budget_s
     worked = 0
     while time.monotonic() < deadline:
-        pinned = rt.manifest.version if rt.settings.pin_model_version else None
-        work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s, model_version=pinned)
+        work = leases.lease_next(rt.engine, pool, rt.holder, rt.settings.lease_s, models=rt.catalogue.names,
+                                 versions=rt.pinned_versions())
         if work is None:
             return {"pool": pool, "chunks": worked}
         done = work_chunk(rt, work, job_ended)

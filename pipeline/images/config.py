@@ -34,6 +34,11 @@ class PreprocessConfig:
     mean: float = 0.2860  # training normalization (Fashion-MNIST train mean/std of pixel/255)
     std: float = 0.3530
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The network's input per image: one grey channel, `size` square."""
+        return (1, self.size, self.size)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
         return asdict(self)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.images.imaging import DEFAULT_MAX_PIXELS, decode_image, decode_jpeg_rgb
+from pipeline.images.imaging import DEFAULT_MAX_PIXELS, ImageError, decode_image, decode_jpeg_rgb
 
 KIND = "letterbox"
 
@@ -26,6 +26,11 @@ class LetterboxConfig:
     mean: float = 0.5  # (x - 0.5) / 0.5 beat ImageNet's mean/std by 2.6 points on real photos (issue 19's probe)
     std: float = 0.5
     border_frac: float = 0.03  # the band of the shrunk photo whose median colour fills the letterbox
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The network's input per image: three channels, `size` square."""
+        return (3, self.size, self.size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field."""
@@ -89,3 +94,34 @@ def normalise(square: np.ndarray, cfg: LetterboxConfig) -> np.ndarray:
 def prepare_photo(data: bytes, cfg: LetterboxConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image bytes -> the photo model's (3, S, S) float32 input. Raises ImageError for a bad image."""
     return normalise(letterbox(decode_rgb(data, cfg.size, max_pixels), cfg), cfg)
+
+
+def prepare(data: bytes, cfg: LetterboxConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The preparer `pipeline.images.kinds` calls for kind "letterbox": `prepare_photo`, raising only ImageError."""
+    try:
+        return prepare_photo(data, cfg, max_pixels)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one odd image must fail as an item, never crash the batch
+        raise ImageError(f"image could not be preprocessed: {type(exc).__name__}: {exc}") from None
+
+
+def decode_step(data: bytes, cfg: LetterboxConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`prepare`'s first step alone (the bench times the two apart): decode near the input size."""
+    return decode_rgb(data, cfg.size, max_pixels)
+
+
+def prepare_step(rgb: np.ndarray, cfg: LetterboxConfig) -> np.ndarray:
+    """`prepare`'s second step alone: letterbox and normalise a decoded photo."""
+    return normalise(letterbox(rgb, cfg), cfg)
+
+
+def draft_side(cfg: LetterboxConfig) -> int:
+    """The box side JPEGs are draft-decoded to cover (the input size)."""
+    return cfg.size
+
+
+def sample_input(images: np.ndarray, cfg: LetterboxConfig) -> np.ndarray:
+    """A manifest sample's letterboxed (N, S, S, 3) uint8 squares -> the normalised (N, 3, S, S) batch."""
+    x = images.astype(np.float32).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x * (1.0 / (255.0 * cfg.std)) - cfg.mean / cfg.std, dtype=np.float32)

@@ -333,7 +333,30 @@ def prepare(data: bytes, cfg: PreprocessConfig, *, max_pixels: int = DEFAULT_MAX
 
 
 def to_batch(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack prepared (size, size) arrays into a C-contiguous float32 (N, 1, size, size) batch."""
+    """Stack prepared arrays into a C-contiguous float32 (N, C, S, S) batch: grey (S, S) ones gain their channel,
+    (C, S, S) ones (the photo model's) stack as they are."""
     if len(arrays) == 0:
         return np.zeros((0, 1, 28, 28), np.float32)
-    return np.ascontiguousarray(np.stack(arrays)[:, None], dtype=np.float32)
+    stacked = np.stack(arrays)
+    return np.ascontiguousarray(stacked[:, None] if stacked.ndim == 3 else stacked, dtype=np.float32)
+
+
+def decode_step(data: bytes, cfg: PreprocessConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`prepare`'s first step alone (the bench times the two apart): decode and shrink to the working size."""
+    return decode_rgb(data, cfg, max_pixels=max_pixels)
+
+
+def prepare_step(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """`prepare`'s second step alone: segment, crop, fit and normalise a decoded photo."""
+    return prepare_rgb(rgb, cfg)
+
+
+def draft_side(cfg: PreprocessConfig) -> int:
+    """The box side JPEGs are draft-decoded to cover (the working size)."""
+    return cfg.work_long_side
+
+
+def sample_input(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """A manifest sample's raw (N, S, S) uint8 Fashion-MNIST pixels -> the normalised (N, 1, S, S) batch."""
+    x = (images.astype(np.float32) * np.float32(1 / 255) - cfg.mean) / cfg.std
+    return np.ascontiguousarray(x[:, None], dtype=np.float32)

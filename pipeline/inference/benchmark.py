@@ -35,13 +35,17 @@ class BackendTiming:
 
 
 def load_sample(manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    """The manifest's sample (checksum verified) as a normalized (N,1,28,28) float32 batch, and its labels."""
+    """The manifest's sample (checksum verified) as the model's normalised (N, C, S, S) float32 batch, and labels.
+
+    The sample holds images as its preprocessing's last uint8 step left them (raw Fashion-MNIST pixels; the
+    photo model's letterboxed squares); they are normalised with the manifest's own constants.
+    """
+    from pipeline.images.kinds import kind_of_config
+
     with np.load(verified_path(manifest, "sample")) as data:
         images, labels = data["images"], data["labels"]
-    cfg = manifest.preprocess
-    # The sample holds raw Fashion-MNIST pixels: normalize exactly as training did (constants from the manifest).
-    x = (images.astype(np.float32) * np.float32(1 / 255) - cfg.mean) / cfg.std
-    return np.ascontiguousarray(x[:, None], dtype=np.float32), labels.astype(np.int64)
+    x = kind_of_config(manifest.preprocess).sample_input(images, manifest.preprocess)
+    return np.ascontiguousarray(x, dtype=np.float32), labels.astype(np.int64)
 
 
 def fixed_batch(x: np.ndarray, batch_size: int) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""The weights manifest (weights/manifest.json): what a loader needs, and checksums it must trust."""
+"""A model's weights manifest (weights/<model>/manifest.json): what a loader needs, and checksums it must trust.
+
+Everything model-specific is read from here: the architecture (`arch`), the preprocessing (`preprocess.kind`,
+pipeline/images/kinds.py), the input shape, the classes, and how to serve it (`serving`: the preferred backend
+per pool, the inference batch). pipeline/inference/catalogue.py finds the models under FB_WEIGHTS_DIR.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.images.config import PreprocessConfig
+from pipeline.images.kinds import kind_of
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
@@ -25,11 +30,22 @@ class Manifest:
     root: Path
     classes: list[str]
     arch: dict[str, Any]
-    preprocess: PreprocessConfig
+    preprocess: Any  # the config of its preprocessing kind: PreprocessConfig, LetterboxConfig, ...
     files: dict[str, dict[str, Any]]
     accuracy: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # sha256 of manifest.json: names these weights on every result they give
+    name: str = ""  # the model's name (`name` in the manifest, else its folder's)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image as the network takes it."""
+        return tuple(self.preprocess.input_shape)
+
+    @property
+    def serving(self) -> dict[str, Any]:
+        """How to serve it: {"cpu": backend, "gpu": backend, "batch": images per inference call}, all optional."""
+        return dict(self.raw.get("serving") or {})
 
 
 def sha256_file(path: Path) -> str:
@@ -55,7 +71,7 @@ def load_manifest(weights_dir: Path) -> Manifest:
         raw = json.loads(text)
     except FileNotFoundError:
         raise WeightsError(f"no weights manifest at {path}; run `python -m training.train` to create the "
-                           "weights, or point FB_WEIGHTS_DIR at a directory that has them") from None
+                           "weights, or point FB_WEIGHTS_DIR at the folder that holds the model folders") from None
     except (OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weights manifest {path}: {exc}") from None
     missing = [k for k in REQUIRED_KEYS if k not in raw]
@@ -64,12 +80,12 @@ def load_manifest(weights_dir: Path) -> Manifest:
     if raw["format"] != FORMAT:
         raise WeightsError(f"weights manifest {path} has format {raw['format']}, this build reads {FORMAT}")
     try:
-        preprocess = PreprocessConfig.from_dict(raw["preprocess"])
+        preprocess = kind_of(raw["preprocess"]).config_from(raw["preprocess"])
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights manifest {path}: bad 'preprocess' section: {exc}") from None
     return Manifest(root=root, classes=list(raw["classes"]), arch=dict(raw["arch"]), preprocess=preprocess,
                     files=dict(raw["files"]), accuracy=dict(raw.get("accuracy", {})), raw=raw,
-                    version=hashlib.sha256(text).hexdigest())
+                    version=hashlib.sha256(text).hexdigest(), name=str(raw.get("name") or root.name))
 
 
 def verified_path(manifest: Manifest, backend: str) -> Path:

@@ -62,6 +62,11 @@ class FashionCNN(nn.Module):
         return self.logits(x)
 
 
+def build(**args: Any) -> nn.Module:
+    """The network from its manifest arguments (pipeline/inference/architectures.py calls this)."""
+    return FashionCNN(**{**DEFAULT_ARGS, **args})
+
+
 def build_model(name: str = ARCH_NAME, args: dict[str, Any] | None = None) -> nn.Module:
     """Build the network named in a manifest's `arch` from its recorded arguments."""
     if name != ARCH_NAME:

@@ -42,6 +42,7 @@ class ChunkWork:
     size: int
     items: list[ItemSpec] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
+    model: str = "fmnist"  # the job's model (weights/<model>/)
 
 
 def plan_chunks(total: int, size: int, first: int) -> list[tuple[int, int]]:
@@ -60,6 +61,7 @@ def create_job(
     *,
     job_id: uuid.UUID,
     api_key_id: uuid.UUID | None,
+    model: str,
     backend: str,
     pool: str,
     callback_url: str | None,
@@ -77,7 +79,7 @@ def create_job(
     with engine.begin() as conn:
         conn.execute(
             insert(jobs).values(
-                id=job_id, api_key_id=api_key_id, status="queued", backend=backend, pool=pool,
+                id=job_id, api_key_id=api_key_id, status="queued", model=model, backend=backend, pool=pool,
                 total=len(specs), callback_url=callback_url, priority=priority, not_before=not_before,
             )
         )

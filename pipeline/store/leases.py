@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, and_, func, select, text, update
 
@@ -46,7 +47,8 @@ join jobs j on j.id = c.job_id
 left join live l on l.job_id = c.job_id
 left join per_key k on k.api_key_id is not distinct from j.api_key_id
 where c.pool = :pool and {_CLAIMABLE}
-  and (cast(:version as text) is null or j.model_version is null or j.model_version = cast(:version as text))
+  and (cast(:models as text[]) is null or j.model = any(cast(:models as text[])))
+  and (cast(:versions as text[]) is null or j.model_version is null or j.model_version = any(cast(:versions as text[])))
 order by (c.leased_by is not distinct from :holder) desc,
          (c.status = 'running' and c.lease_until >= now()) asc,  -- a live local holder is only checked last
          (j.priority = 'interactive') desc,
@@ -79,33 +81,36 @@ def _dead_here(leased_by: str | None) -> bool:
     return False
 
 
-def lease_next(engine: Engine, pool: str, holder: str, lease_s: float,
-               model_version: str | None = None) -> ChunkWork | None:
+def lease_next(engine: Engine, pool: str, holder: str, lease_s: float, models: Sequence[str] | None = None,
+               versions: Mapping[str, str] | None = None) -> ChunkWork | None:
     """Lease the next chunk of `pool` for `holder` (fair order); None when nothing is claimable now.
 
-    With `model_version`, jobs pinned to other weights are left to workers that have them.
+    With `models`, only jobs of those models; with `versions` ({model: version}), jobs pinned to other weights
+    are left to workers that have them, and a job's first lease pins it to the version of its model here.
     """
-    params = {"pool": pool, "holder": holder, "local": f"{_HOST}:%", "limit": 32, "version": model_version}
+    params = {"pool": pool, "holder": holder, "local": f"{_HOST}:%", "limit": 32,
+              "models": list(models) if models is not None else None,
+              "versions": list(versions.values()) if versions is not None else None}
     with engine.connect() as conn:
         candidates = conn.execute(_CANDIDATES, params).scalars().all()
     for chunk_id in candidates:
-        work = claim(engine, chunk_id, holder, lease_s, model_version)
+        work = claim(engine, chunk_id, holder, lease_s, versions, models)
         if work is not None:
             return work
     return None
 
 
-def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float,
-          model_version: str | None = None) -> ChunkWork | None:
-    """Lease chunk `chunk_id` to `holder` if it is claimable (and, given `model_version`, not pinned to other
-    weights); return its items that still lack a result."""
+def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float, versions: Mapping[str, str] | None = None,
+          models: Sequence[str] | None = None) -> ChunkWork | None:
+    """Lease chunk `chunk_id` to `holder` if it is claimable (of one of `models`, and, given `versions`
+    ({model: version}), not pinned to other weights); return its items that still lack a result."""
     with engine.begin() as conn:
         job_id = conn.execute(select(chunks.c.job_id).where(chunks.c.id == chunk_id)).scalar()
         if job_id is None:
             return None
         conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())  # job before chunk
         row = conn.execute(
-            select(chunks, jobs.c.backend, jobs.c.pool.label("job_pool"), jobs.c.status.label("job_status"),
+            select(chunks, jobs.c.backend, jobs.c.model, jobs.c.pool.label("job_pool"), jobs.c.status.label("job_status"),
                    jobs.c.not_before, jobs.c.model_version, func.now().label("now"))
             .join(jobs, jobs.c.id == chunks.c.job_id).where(chunks.c.id == chunk_id)
             .with_for_update(of=chunks, skip_locked=True)
@@ -114,7 +119,10 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float,
             return None
         if row["not_before"] is not None and row["not_before"] > row["now"]:
             return None
-        if model_version and row["model_version"] not in (None, model_version):
+        if models is not None and row["model"] not in models:
+            return None  # a model this worker does not have
+        model_version = versions.get(row["model"]) if versions is not None else None
+        if versions is not None and (model_version is None or row["model_version"] not in (None, model_version)):
             return None  # pinned to other weights: a worker that has them takes it
         if row["status"] == "queued" and row["lease_until"] is not None and row["lease_until"] > row["now"]:
             return None  # deferred (its storage could not be read): not yet
@@ -133,7 +141,8 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float,
             # The job's first lease pins it to these weights (the job row is locked: no other worker races us).
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(model_version=model_version))
         pending = _pending(conn, job_id, row["start_seq"], row["end_seq"])
-    return ChunkWork(chunk_id=chunk_id, job_id=job_id, backend=row["backend"], pool=row["job_pool"],
+    return ChunkWork(chunk_id=chunk_id, job_id=job_id, backend=row["backend"], model=row["model"],
+                     pool=row["job_pool"],
                      attempts=attempts, size=row["end_seq"] - row["start_seq"],
                      items=[ItemSpec(r.name, r.source, r.member, r.true_label, span_of(r)) for r in pending],
                      seqs=[r.seq for r in pending])

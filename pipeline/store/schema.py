@@ -44,6 +44,7 @@ jobs = Table(
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("api_key_id", UUID(as_uuid=True), ForeignKey("api_keys.id"), nullable=True),
     Column("status", Text, nullable=False),  # queued, running, succeeded, partial, failed, cancelled
+    Column("model", Text, nullable=False),  # the model folder under FB_WEIGHTS_DIR (photo, fmnist)
     Column("backend", Text, nullable=False),
     Column("pool", Text, nullable=False),
     Column("total", Integer, nullable=False),
@@ -163,6 +164,7 @@ benchmarks = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("run_id", UUID(as_uuid=True), nullable=False),
     Column("pool", Text, nullable=False),
+    Column("model", Text, nullable=False),
     Column("backend", Text, nullable=False),
     Column("device", Text, nullable=False),
     Column("host", Text, nullable=False),

@@ -80,7 +80,7 @@ def demo(stop: bool) -> None:
     c = client.Client(state["web_url"], state["api_key"])
     click.echo(f"\nsubmitting {SAMPLE_ZIP.name} through {state['web_url']}/v1/jobs ...")
     job = c.submit([SAMPLE_ZIP])
-    click.echo(f"job {job['id']}: {job['total']} images")
+    click.echo(f"job {job['id']}: {job['total']} images, model {job['model']} ({job['backend']})")
     final = c.wait(job["id"])
     items = list(c.results(job["id"]))
     click.echo()
@@ -162,19 +162,21 @@ def _client(url: str | None, api_key: str | None):
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", help="Model: a folder under the server's weights (photo, fmnist; default: the "
+                              "server's FB_DEFAULT_MODEL). An unknown one is refused, naming the models it has.")
 @click.option("--backend", type=click.Choice(["eager", "torchscript", "onnx", "int8"]), help="Model runtime.")
 @click.option("--pool", type=click.Choice(["cpu", "gpu"]), help="Worker pool.")
 @click.option("--callback-url", help="URL to POST a signed notice to when the job ends.")
 @click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then a summary.")
 @_api_options
-def submit(paths: tuple[Path, ...], backend: str | None, pool: str | None, callback_url: str | None,
-           wait: bool, url: str | None, api_key: str | None) -> None:
+def submit(paths: tuple[Path, ...], model: str | None, backend: str | None, pool: str | None,
+           callback_url: str | None, wait: bool, url: str | None, api_key: str | None) -> None:
     """Upload images, ZIP archives and folders (walked recursively; images found by content) as one job."""
     from pipeline.tools import client
 
     c = _client(url, api_key)
-    job = c.submit(list(paths), backend=backend, pool=pool, callback_url=callback_url)
-    click.echo(f"job {job['id']} {job['status']}: {job['total']} images")
+    job = c.submit(list(paths), model=model, backend=backend, pool=pool, callback_url=callback_url)
+    click.echo(f"job {job['id']} {job['status']}: {job['total']} images, model {job['model']} ({job['backend']})")
     click.echo(f"status: {job['status_url']}")
     click.echo(f"page:   {job['page_url']}")
     if wait:

@@ -38,14 +38,15 @@ class Client:
             raise ClientError(f"HTTP {resp.status_code}: {message}")
         return resp
 
-    def submit(self, paths: list[Path], *, backend: str | None = None, pool: str | None = None,
-               callback_url: str | None = None) -> dict:
+    def submit(self, paths: list[Path], *, model: str | None = None, backend: str | None = None,
+               pool: str | None = None, callback_url: str | None = None) -> dict:
         """Upload files, archives and folders (walked, zipped on the fly) as one job; return the job."""
         try:
             upload = collect(paths)
         except UploadError as exc:
             raise ClientError(str(exc)) from None
-        fields = {k: v for k, v in (("backend", backend), ("pool", pool), ("callback_url", callback_url)) if v}
+        fields = {k: v for k, v in (("model", model), ("backend", backend), ("pool", pool),
+                                    ("callback_url", callback_url)) if v}
         body = Multipart(fields, upload.parts)
         return self._call("POST", "/v1/jobs", data=body, headers={"Content-Type": body.content_type},
                           timeout=3600).json()

@@ -19,7 +19,7 @@ def exported_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.export import export_all
 
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("weights")
+    out = tmp_path_factory.mktemp("weights") / "fmnist"  # a model folder, as under FB_WEIGHTS_DIR
     train_x, _ = synthetic_fashion(10, seed=1)
     test = synthetic_fashion(10, seed=2)
     arch = {"name": ARCH_NAME, "args": dict(DEFAULT_ARGS)}
@@ -28,10 +28,29 @@ def exported_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_manifest():
-    """The repository's trained weights, or skip if they have not been exported yet."""
+def exported_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo model folder: EfficientNet-Lite0 with a random head at 64 px, every backend's file (quick)."""
+    from tests.photo_export import export_photo
+
+    return export_photo(tmp_path_factory.mktemp("weights") / "photo", size=64, samples=8)
+
+
+def shipped(model: str):
+    """The repository's weights of `model` (weights/<model>/), or skip if they have not been exported yet."""
     from pipeline.inference.manifest import load_manifest
 
-    if not (REPO_WEIGHTS / "manifest.json").exists():
-        pytest.skip("weights/manifest.json not present; run python -m training.train")
-    return load_manifest(REPO_WEIGHTS)
+    if not (REPO_WEIGHTS / model / "manifest.json").exists():
+        pytest.skip(f"weights/{model}/manifest.json not present; export the {model} model")
+    return load_manifest(REPO_WEIGHTS / model)
+
+
+@pytest.fixture(scope="session")
+def shipped_manifest():
+    """The Fashion-MNIST CNN's shipped weights (weights/fmnist)."""
+    return shipped("fmnist")
+
+
+@pytest.fixture(scope="session", params=["fmnist", "photo"])
+def shipped_model(request):
+    """Each shipped model's manifest in turn."""
+    return shipped(request.param)

@@ -9,10 +9,16 @@ from pipeline.settings import SettingsError, load_settings
 def test_defaults_need_nothing_but_are_overridable():
     s = load_settings({})
     assert s.database_url is None and s.redis_url is None
-    # INT8 on CPU and ONNX on GPU unless FB_DEFAULT_BACKEND says otherwise; a pool serving no INT8 falls back
-    assert (s.default_backend_for("cpu"), s.default_backend_for("gpu")) == ("int8", "onnx")
-    assert s.replace(cpu_backends=("onnx",)).default_backend_for("cpu") == "onnx"
-    assert s.replace(default_backend="eager").default_backend_for("gpu") == "eager"
+    # The photo model by default; its weights in FB_WEIGHTS_DIR/<model>/
+    assert s.default_model == "photo" and s.gpu_fallback == "none"
+    # A model's own preference (its manifest's `serving`) per pool, unless FB_DEFAULT_BACKEND says otherwise
+    fmnist = {"cpu": "int8", "gpu": "onnx"}
+    assert (s.default_backend_for("cpu", fmnist), s.default_backend_for("gpu", fmnist)) == ("int8", "onnx")
+    assert s.replace(default_backend="eager").default_backend_for("gpu", fmnist) == "eager"
+    # A model that names none: ONNX on CPU, eager (fp16 on CUDA) on GPU; a pool serving neither falls back
+    assert (s.default_backend_for("cpu"), s.default_backend_for("gpu")) == ("onnx", "eager")
+    assert s.replace(cpu_backends=("int8", "eager")).default_backend_for("cpu") == "int8"
+    assert s.replace(cpu_backends=("onnx",)).default_backend_for("cpu", fmnist) == "onnx"
     s = load_settings({"DATABASE_URL": "postgresql://u@h/db", "FB_CHUNK_SIZE": "64", "FB_MAX_ZIP_ENTRIES": "10"})
     assert s.database_url == "postgresql://u@h/db" and s.chunk_size == 64 and s.limits.max_zip_entries == 10
 
@@ -24,6 +30,7 @@ def test_defaults_need_nothing_but_are_overridable():
     ({"FB_CHUNK_SIZE": "many"}, "FB_CHUNK_SIZE: input should be a valid integer"),
     ({"FB_KEEP_UPLOADS": "ture"}, "FB_KEEP_UPLOADS: input should be a valid boolean"),  # a typo is not "false"
     ({"FB_WORKER_POOL": "tpu"}, "FB_WORKER_POOL"),
+    ({"FB_GPU_FALLBACK": "tpu"}, "FB_GPU_FALLBACK"),
     ({"FB_MAX_PARTS": "lots"}, "FB_MAX_PARTS"),
     ({"DATABASE_URL": "postgresql://x/y", "FB_ENV": "staging"}, "FB_ENV"),
     ({"FB_ENV": "production", "DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://r",

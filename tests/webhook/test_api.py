@@ -109,7 +109,7 @@ def test_results_csv_has_the_documented_header(client, api_key):
     resp = client.get(job["results_url"] + "?format=csv", headers={"X-API-Key": api_key})
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()
-    assert lines[0] == "name,label,class_name,confidence,error,true_label,true_class_name,model_version"
+    assert lines[0] == "name,label,class_name,confidence,error,true_label,true_class_name,model,model_version"
     assert lines[1].startswith('"a,b.png",')
 
 

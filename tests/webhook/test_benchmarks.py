@@ -15,7 +15,7 @@ def test_latest_and_history_are_served_and_printed(live_url, api_key, engine, ca
     benchmark_store.record(engine, run_id=run, pool=pool, device="cpu", host="bench-host", timings=[
         BackendTiming("eager", 256, 15, 40.0, 45.0, 6400.0, 1.0, 0.93),
         BackendTiming("int8", 256, 15, None, None, None, None, None, "RuntimeError: broken"),
-    ])
+    ], model="fmnist")
     # When the API is asked for this pool's history
     import requests
 

@@ -25,7 +25,8 @@ def test_a_labelled_zip_reports_accuracy_per_class_and_a_confusion_matrix(live_u
     # Given a ZIP with one folder per class
     headers = {"X-API-Key": api_key}
     with labelled_zip(tmp_path / "labelled.zip").open("rb") as z:
-        job = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60,
+        # (the Fashion-MNIST CNN: it is the model these drawn silhouettes resemble)
+        job = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, data={"model": "fmnist"},
                             files=[("files", ("labelled.zip", z, "application/zip"))]).json()
     # When the job has ended
     final = wait_for(lambda: (j := requests.get(job["status_url"], headers=headers, timeout=10).json())["status"]
@@ -67,7 +68,9 @@ def test_submitting_a_labelled_folder_prints_its_accuracy(live_url, worker, api_
     (tmp_path / "set" / "Trouser").mkdir(parents=True)
     for i in range(3):
         (tmp_path / "set" / "Trouser" / f"{i}.png").write_bytes(garment_png("trouser", (120 + 10 * i, 160)))
-    out = cli({"FB_URL": live_url, "FB_API_KEY": api_key}, "submit", str(tmp_path / "set"), "--wait")
-    # Then the summary ends with the accuracy against those labels
+    out = cli({"FB_URL": live_url, "FB_API_KEY": api_key}, "submit", str(tmp_path / "set"), "--model", "fmnist",
+              "--wait")
+    # Then the job is the Fashion-MNIST CNN's, and the summary ends with the accuracy against those labels
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "model fmnist (int8)" in out.stdout
     assert "accuracy 100.0%: 3 of 3 labelled images" in out.stdout

@@ -6,7 +6,8 @@ import uuid
 from sqlalchemy import select
 
 from pipeline.broker import create_celery
-from pipeline.inference.classify import INFER_BATCH
+from pipeline.inference.catalogue import load_catalogue
+from pipeline.inference.classify import infer_batch_for
 from pipeline.store.schema import benchmarks
 from tests.helpers import wait_for
 from workers.benchmark_task import TASK_NAME
@@ -30,19 +31,25 @@ def test_a_benchmark_message_stores_one_run_for_every_backend_of_the_pool(settin
     sent = app.send_task(TASK_NAME, args=("cpu",), kwargs={"repetitions": 3, "warmup": 1}, queue="cpu")
     run_id = uuid.UUID(sent.id)
 
+    catalogue = load_catalogue(settings.weights_dir)
+    expected = len(catalogue.names) * len(settings.cpu_backends)
+
     def stored():
         with engine.connect() as conn:
-            return conn.execute(select(benchmarks).where(benchmarks.c.run_id == run_id)).mappings().all()
+            rows = conn.execute(select(benchmarks).where(benchmarks.c.run_id == run_id)).mappings().all()
+        return rows if len(rows) >= expected else None
 
-    rows = wait_for(stored, 120, "the benchmark rows")
-    # Then each backend the pool serves has a row with timings, a speedup against eager and a sane accuracy
-    by_backend = {r["backend"]: r for r in rows}
-    assert set(by_backend) == set(settings.cpu_backends)
+    rows = wait_for(stored, 300, "the benchmark rows of every model")
+    # Then each backend the pool serves, of each model, has a row with timings, a speedup against eager and an accuracy
+    by_key = {(r["model"], r["backend"]): r for r in rows}
+    assert set(by_key) == {(m, b) for m in catalogue.names for b in settings.cpu_backends}
     for r in rows:
         assert r["error"] is None, r["error"]
         assert r["pool"] == "cpu" and r["device"] == "cpu" and r["repetitions"] == 3
-        assert r["batch_size"] == INFER_BATCH
+        assert r["batch_size"] == infer_batch_for(catalogue.get(r["model"]))
         assert 0 < r["median_ms"] <= r["p99_ms"] and r["images_per_s"] > 0
-        assert r["sample_accuracy"] > 0.5  # a trained model; a broken export scores near 0.1
-    if "eager" in by_backend:
-        assert by_backend["eager"]["speedup_vs_eager"] == 1.0
+        if catalogue.get(r["model"]).accuracy:
+            assert r["sample_accuracy"] > 0.5  # a trained model; a broken export scores near 0.1
+    for model in catalogue.names:
+        if (model, "eager") in by_key:
+            assert by_key[(model, "eager")]["speedup_vs_eager"] == 1.0

@@ -66,7 +66,7 @@ def receiver():
 
 def finished_job(engine, key_id, url: str) -> uuid.UUID:
     job_id = uuid.uuid4()
-    ids = jobs.create_job(engine, job_id=job_id, api_key_id=key_id, backend="onnx", pool="store-test",
+    ids = jobs.create_job(engine, job_id=job_id, api_key_id=key_id, model="fmnist", backend="onnx", pool="store-test",
                           callback_url=url,
                           specs=[ItemSpec("a.png", "part-00000"), ItemSpec("b.png", "part-00000")],
                           chunk_size=10, first_chunk_size=10)

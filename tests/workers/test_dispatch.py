@@ -39,7 +39,8 @@ def spooled_zip(settings, n: int, name: str):
 
 def record(engine, settings, job_id, specs) -> None:
     """Commit the job, its items and chunks, and announce nothing (what a web process that died leaves)."""
-    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="cpu", callback_url=None,
+    jobs.create_job(engine, job_id=job_id, api_key_id=None, model="fmnist", backend="onnx", pool="cpu",
+                    callback_url=None,
                     specs=specs, chunk_size=settings.chunk_size, first_chunk_size=settings.first_chunk_size)
 
 

@@ -9,6 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import text
 
@@ -17,25 +18,26 @@ from tests.helpers import garment_png, make_zip, wait_for
 FINAL = ("succeeded", "partial", "failed", "cancelled")
 
 
-def version_of(weights: Path) -> str:
-    return hashlib.sha256((weights / "manifest.json").read_bytes()).hexdigest()
+def version_of(weights: Path, model: str) -> str:
+    return hashlib.sha256((weights / model / "manifest.json").read_bytes()).hexdigest()
 
 
-def other_weights(weights: Path, tmp_path: Path) -> Path:
-    """The same model under another manifest (as a redeploy of retrained weights would have)."""
+def other_weights(weights: Path, tmp_path: Path, model: str = "fmnist") -> Path:
+    """The same models, `model` under another manifest (as a redeploy of retrained weights would have)."""
     copy = tmp_path / "weights-b"
     shutil.copytree(weights, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest = json.loads((copy / model / "manifest.json").read_text())
     manifest["training"] = {**manifest.get("training", {}), "note": "a later export"}
-    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (copy / model / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
 
 
 def submit(live_url, api_key, n: int, tmp_path) -> dict:
     archive = make_zip(tmp_path / f"{uuid.uuid4().hex}.zip", {f"{i}.png": garment_png() for i in range(n)})
     with archive.open("rb") as z:
-        # The workers these tests start serve ONNX only; the web's default (INT8) is not theirs.
-        return requests.post(f"{live_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60, data={"backend": "onnx"},
+        # The workers these tests start serve ONNX only; the CNN's default (INT8) is not theirs.
+        return requests.post(f"{live_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+                             data={"backend": "onnx", "model": "fmnist"},
                              files=[("files", ("v.zip", z, "application/zip"))]).json()
 
 
@@ -44,17 +46,21 @@ def final(job, api_key) -> dict:
                                                timeout=10).json())["status"] in FINAL and j, 120, "the job")
 
 
-def test_every_result_names_the_weights_that_gave_it(live_url, worker, api_key, env, weights_dir):
-    expected = version_of(Path(env.get("FB_WEIGHTS_DIR", weights_dir)))
-    job = requests.post(f"{live_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60,
+@pytest.mark.parametrize("model", ["photo", "fmnist"])
+def test_every_result_names_the_model_and_weights_that_gave_it(live_url, worker, api_key, env, weights_dir, model):
+    # Given a job for one of the models / When the worker (which serves both) has labelled it
+    expected = version_of(Path(env.get("FB_WEIGHTS_DIR", weights_dir)), model)
+    job = requests.post(f"{live_url}/v1/jobs", headers={"X-API-Key": api_key}, timeout=60, data={"model": model},
                         files=[("files", ("a.png", garment_png(), "image/png"))]).json()
     status = final(job, api_key)
+    # Then the job is pinned to that model's version, and its status, JSON and CSV results name both
+    assert status["model"] == model and status["model_version"] == expected
     assert status["model_versions"] == {expected: 1} and "model_note" not in status
     item = requests.get(job["results_url"], headers={"X-API-Key": api_key}, timeout=10).json()["items"][0]
-    assert item["model_version"] == expected
+    assert (item["model"], item["model_version"]) == (model, expected)
     rows = list(csv.DictReader(io.StringIO(requests.get(job["results_url"], params={"format": "csv"},
                                                         headers={"X-API-Key": api_key}, timeout=10).text)))
-    assert rows[0]["model_version"] == expected
+    assert (rows[0]["model"], rows[0]["model_version"]) == (model, expected)
 
 
 def test_a_job_is_finished_by_the_weights_that_began_it(make_worker, live_url, api_key, env, weights_dir, tmp_path):

@@ -10,18 +10,18 @@ from tests.helpers import WorkerProcess
 
 
 def test_a_worker_refuses_to_start_with_tampered_weights(env, weights_dir, tmp_path):
-    # Given a copy of the weights whose ONNX file was altered after export
+    # Given a copy of the weights whose photo model's ONNX file was altered after export
     source = Path(env.get("FB_WEIGHTS_DIR", weights_dir))
     copy = tmp_path / "weights"
     shutil.copytree(source, copy)
-    with (copy / "model.onnx").open("ab") as f:
+    with (copy / "photo" / "model.onnx").open("ab") as f:
         f.write(b"\0tampered")
     # When a worker starts on them
     worker = WorkerProcess({**env, "FB_WEIGHTS_DIR": str(copy), "FB_CPU_BACKENDS": "onnx"}, name="tampered")
     # Then it exits before taking any work, saying which file and why
     with pytest.raises(RuntimeError) as failure:
         worker.start(timeout_s=120)
-    assert "refusing to start" in str(failure.value) and "model.onnx" in str(failure.value)
+    assert "refusing to start" in str(failure.value) and "photo/model.onnx" in str(failure.value)
     assert "sha256" in str(failure.value).lower()
 
 
@@ -36,6 +36,26 @@ def test_a_gpu_worker_without_cuda_stops_and_says_why(env):
     assert worker.proc.wait(60) is not None
     log = worker.log()
     assert "refusing to run" in log and "cuda" in log.lower()
+
+
+def test_a_gpu_worker_with_the_cpu_fallback_serves_photo_jobs_on_the_cpu(make_worker, live_url, api_key):
+    # Given this machine (no GPU) and a GPU-pool worker allowed to fall back to the CPU (FB_GPU_FALLBACK=cpu)
+    import requests
+
+    from tests.helpers import garment_png, wait_for
+
+    worker = make_worker({"FB_WORKER_POOL": "gpu", "FB_GPU_BACKENDS": "onnx", "FB_GPU_FALLBACK": "cpu"},
+                         queues="gpu", concurrency=1, name="gpu-fallback")
+    # When a photo job is sent to the gpu pool
+    headers = {"X-API-Key": api_key}
+    job = requests.post(f"{live_url}/v1/jobs", headers=headers, timeout=60, data={"pool": "gpu", "backend": "onnx"},
+                        files=[("files", ("a.png", garment_png(), "image/png"))]).json()
+    status = wait_for(lambda: (j := requests.get(job["status_url"], headers=headers, timeout=10).json())["status"]
+                      in ("succeeded", "partial", "failed") and j, 120, "the gpu job")
+    # Then it started (rather than refusing), said in its log that it runs on the CPU in fp32, and served the job
+    assert status["status"] == "succeeded" and status["model"] == "photo", status
+    log = worker.log()
+    assert "GPU fallback" in log and "fp32" in log and "refusing" not in log
 
 
 def test_gpu_pool_configuration_builds_without_a_gpu(settings):

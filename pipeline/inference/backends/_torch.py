@@ -27,19 +27,25 @@ def torch_device(device: str, threads: int | None):
 
 
 class TorchBackend:
-    """Runs a torch module (eager or TorchScript) that maps a batch to logits."""
+    """Runs a torch module (eager or TorchScript) that maps a batch to logits: fp16 on CUDA, fp32 on the CPU."""
 
-    def __init__(self, name: str, module, device) -> None:
+    def __init__(self, name: str, module, device, input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         self.name = name
         self.device = device.type
-        self._module = module
+        self.precision = "fp16" if device.type == "cuda" else "fp32"
+        # Half precision on the GPU: twice the tensor-core throughput and half the memory traffic; the
+        # softmax is taken in fp32 on the host.
+        self._module = module.half() if self.precision == "fp16" else module
         self._torch_device = device
+        self.input_shape = tuple(input_shape)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N,1,28,28) float32 -> (N,10) float32 probabilities."""
+        """(N, C, S, S) float32 -> (N, classes) float32 probabilities."""
         import torch
 
-        x = torch.from_numpy(check_batch(batch)).to(self._torch_device)
+        x = torch.from_numpy(check_batch(batch, self.input_shape)).to(self._torch_device)
+        if self.precision == "fp16":
+            x = x.half()
         with torch.inference_mode():
             logits = self._module(x)
         return softmax(logits.float().cpu().numpy())

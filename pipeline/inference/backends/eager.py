@@ -11,9 +11,9 @@ def load(manifest: Manifest, *, device: str = "cpu", threads: int | None = None)
     dev = torch_device(device, threads)
     import torch
 
-    from pipeline.inference.model import build_model
+    from pipeline.inference.architectures import build_from_arch
 
-    model = build_model(manifest.arch["name"], manifest.arch.get("args", {}))
+    model = build_from_arch(manifest.arch)
     # weights_only: a state dict needs no pickled code, so refuse any.
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return TorchBackend("eager", model.eval().to(dev), dev)
+    return TorchBackend("eager", model.eval().to(dev), dev, manifest.input_shape)

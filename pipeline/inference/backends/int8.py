@@ -11,4 +11,4 @@ def load(manifest: Manifest, *, device: str = "cpu", threads: int | None = None)
     if device != "cpu":
         raise BackendUnavailable("the int8 backend runs on the CPU only; use 'onnx' or 'eager' for device='cuda'")
     path = verified_path(manifest, "int8")
-    return OrtBackend("int8", session(path, "cpu", threads), "cpu")
+    return OrtBackend("int8", session(path, "cpu", threads), "cpu", manifest.input_shape)

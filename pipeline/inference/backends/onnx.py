@@ -39,21 +39,23 @@ def session(path: Path, device: str, threads: int | None):
 
 
 class OrtBackend:
-    """Runs an ONNX model whose single input is the (N,1,28,28) batch and whose output is logits."""
+    """Runs an ONNX model whose single input is the (N, C, S, S) batch and whose output is logits."""
 
-    def __init__(self, name: str, sess, device: str) -> None:
+    def __init__(self, name: str, sess, device: str, input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         self.name = name
         self.device = device
+        self.precision = "fp32" if name != "int8" else "int8"
         self._sess = sess
         self._input = sess.get_inputs()[0].name
+        self.input_shape = tuple(input_shape)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N,1,28,28) float32 -> (N,10) float32 probabilities."""
-        (logits,) = self._sess.run(None, {self._input: check_batch(batch)})
+        """(N, C, S, S) float32 -> (N, classes) float32 probabilities."""
+        (logits,) = self._sess.run(None, {self._input: check_batch(batch, self.input_shape)})
         return softmax(logits)
 
 
 def load(manifest: Manifest, *, device: str = "cpu", threads: int | None = None) -> OrtBackend:
     """Load model.onnx after checking its digest."""
     path = verified_path(manifest, "onnx")
-    return OrtBackend("onnx", session(path, device, threads), device)
+    return OrtBackend("onnx", session(path, device, threads), device, manifest.input_shape)

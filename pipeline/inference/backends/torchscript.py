@@ -16,4 +16,4 @@ def load(manifest: Manifest, *, device: str = "cpu", threads: int | None = None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice, once per worker
         module = torch.jit.load(str(path), map_location=dev)
-    return TorchBackend("torchscript", module.eval(), dev)
+    return TorchBackend("torchscript", module.eval(), dev, manifest.input_shape)

@@ -34,12 +34,14 @@ def _share(members: int, processes: int, rank: int) -> range:
 def _proc(zip_path: str, rank: int, processes: int, backend_name: str, weights_dir: str, batch_size: int,
           max_pixels: int, barrier, results) -> None:
     # Runs in a fresh (spawned) process: loads its own model, so nothing is shared but the start signal.
-    from pipeline.images.preprocess import prepare, to_batch
+    from pipeline.images.kinds import kind_of_config
+    from pipeline.images.preprocess import to_batch
     from pipeline.inference.backends import load_backend
     from pipeline.inference.manifest import load_manifest
 
     manifest = load_manifest(Path(weights_dir))
     cfg = manifest.preprocess
+    prepare = kind_of_config(cfg).prepare  # the model's own preprocessing
     backend = load_backend(backend_name, manifest=manifest, threads=1)
     with zipfile.ZipFile(zip_path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -66,7 +68,8 @@ def _proc(zip_path: str, rank: int, processes: int, backend_name: str, weights_d
 
 def measure_limit(zip_path: Path, backend: str, weights_dir: Path, *, processes: int | None = None,
                   batch_size: int = 256, max_pixels: int = 50_000_000, timeout_s: float = 1800) -> LimitResult:
-    """Run the tight loop over every image in `zip_path` with `processes` processes (default: one per core)."""
+    """Run the tight loop over every image in `zip_path` with `processes` processes (default: one per core), for the
+    model in the folder `weights_dir` (weights/<model>/)."""
     processes = processes or os.cpu_count() or 1
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited threads, models or sockets
     barrier, results = ctx.Barrier(processes), ctx.Queue()

@@ -3,9 +3,11 @@
     fashion-batch bench --images 10000 --json bench-out/bench.json
     fashion-batch bench --history              # the periodic backend benchmarks, as a table
 
-One run measures (0) the per-step table: decode, prepare and inference per backend on one core, and the floor
-(bench/steps.py); (a) the limit: a tight decode/preprocess/infer loop, one process per core, per backend;
-(b) the pipeline: one ZIP job through HTTP, Redis, Celery and PostgreSQL on a private local stack;
+One run measures, for every model (the photo model and the Fashion-MNIST CNN, each with its own preprocessing):
+(0) the per-step table: decode, prepare and inference per backend on one core, and the floor (bench/steps.py);
+(a) the limit: a tight decode/preprocess/infer loop, one process per core, per backend;
+(b) the pipeline: one ZIP job through HTTP, Redis, Celery and PostgreSQL on a private local stack, and its
+ratio to that model's own limit; and once, for the default model,
 (c) the per-image baseline: one HTTP request per image to /v1/classify from a sequential client.
 """
 from __future__ import annotations
@@ -63,9 +65,23 @@ def _quietly(what: str, measure, watch, foreign: dict, tries: int, wait: bool):
         wait_until_quiet()
 
 
+def _models(args: argparse.Namespace, settings) -> list[str]:
+    """The models to measure: --models, else every model under FB_WEIGHTS_DIR, the default one first."""
+    from pipeline.inference.catalogue import load_catalogue
+
+    names = load_catalogue(settings.weights_dir).names
+    chosen = args.models or sorted(names, key=lambda m: m != settings.default_model)
+    unknown = [m for m in chosen if m not in names]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}: choose from {', '.join(names)}")
+    return list(chosen)
+
+
 def run(args: argparse.Namespace) -> dict:
-    """Every measurement of one benchmark run, as the JSON document `--json` writes."""
-    from pipeline.inference.classify import INFER_BATCH
+    """Every measurement of one benchmark run, as the JSON document `--json` writes: per model under `models`,
+    and the first (default) model's figures at the top level as well."""
+    from pipeline.inference.catalogue import load_catalogue
+    from pipeline.inference.classify import infer_batch_for
     from pipeline.settings import load_settings
     from pipeline.tools.bench import stack as bench_stack
     from pipeline.tools.bench.limit import measure_limit
@@ -73,109 +89,122 @@ def run(args: argparse.Namespace) -> dict:
     from pipeline.tools.bench.steps import measure_steps
 
     settings = load_settings()
-    backend = args.backend or settings.default_backend_for("cpu")
+    catalogue = load_catalogue(settings.weights_dir)
+    models = _models(args, settings)
     cores = args.processes or os.cpu_count() or 1
     zip_path, labels = photo_zip(args.images, args.out_dir, args.seed, args.data_dir)
     if args.wait_quiet and not wait_until_quiet():
         print("warning: the machine did not become quiet; timings will be low", flush=True)
     report: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "images": args.images,
-                    "cores": cores, "backend": backend,
+                    "cores": cores,
                     "worker_processes": args.concurrency or settings.worker_concurrency or cores + 1,
                     "storage": args.storage,
                     "chunk_size": args.chunk_size or settings.chunk_size,
                     "first_chunk_size": args.first_chunk_size or settings.first_chunk_size,
-                    "load_avg_before": os.getloadavg(), "backends": {}, "foreign_cpu_s": {}}
+                    "load_avg_before": os.getloadavg(), "models": {}, "foreign_cpu_s": {}}
     foreign, tries = report["foreign_cpu_s"], args.tries
     with ForeignCpu() as watch:
-        if args.step_images:
-            print(f"steps: decode, prepare and inference on one core, {min(args.step_images, args.images)} photos ...",
-                  flush=True)
-            step_backends = list(dict.fromkeys([*(args.limit_backends or []), backend, "int8"]))
-            report["steps"] = _quietly("steps", lambda: measure_steps(
-                zip_path, settings.weights_dir, step_backends, images=args.step_images, batch_size=INFER_BATCH),
-                watch, foreign, tries, args.wait_quiet)
-        for name in dict.fromkeys([*(args.limit_backends or []), backend]):
-            print(f"limit: {name} on {cores} processes ...", flush=True)
-            r = _quietly(f"limit {name}", lambda name=name: measure_limit(
-                zip_path, name, settings.weights_dir, processes=cores, batch_size=INFER_BATCH,
-                max_pixels=settings.limits.max_pixels), watch, foreign, tries, args.wait_quiet)
-            report["backends"][name] = {"limit_img_s": r.img_s, "infer_img_s": r.infer_img_s,
+        for model in models:
+            manifest = catalogue.get(model)
+            folder, batch = manifest.root, infer_batch_for(manifest)
+            backend = args.backend or settings.default_backend_for("cpu", manifest.serving)
+            mr = report["models"][model] = {"model": model, "backend": backend, "infer_batch": batch,
+                                             "backends": {}}
+            if args.step_images:
+                print(f"{model} steps: decode, prepare and inference on one core, "
+                      f"{min(args.step_images, args.images)} photos ...", flush=True)
+                step_backends = list(dict.fromkeys([*(args.limit_backends or []), backend, "int8"]))
+                mr["steps"] = _quietly(f"{model} steps", lambda folder=folder, sb=step_backends, b=batch: measure_steps(
+                    zip_path, folder, sb, images=args.step_images, batch_size=b), watch, foreign, tries, args.wait_quiet)
+            for name in dict.fromkeys([*(args.limit_backends or []), backend]):
+                print(f"{model} limit: {name} on {cores} processes ...", flush=True)
+                r = _quietly(f"{model} limit {name}", lambda name=name, folder=folder, b=batch: measure_limit(
+                    zip_path, name, folder, processes=cores, batch_size=b,
+                    max_pixels=settings.limits.max_pixels), watch, foreign, tries, args.wait_quiet)
+                mr["backends"][name] = {"limit_img_s": r.img_s, "infer_img_s": r.infer_img_s,
                                         "prepare_ms_per_image": r.prepare_ms_per_image,
                                         "infer_ms_per_image": r.infer_ms_per_image}
+        preload = ",".join(dict.fromkeys(report["models"][m]["backend"] for m in models))
         overrides = {"FB_CHUNK_SIZE": str(report["chunk_size"]), "FB_FIRST_CHUNK_SIZE": str(report["first_chunk_size"]),
                      "FB_WORKER_CONCURRENCY": str(report["worker_processes"]),
-                     "FB_PRELOAD_BACKENDS": backend}  # so no run pays for loading (backends load on first use)
+                     "FB_PRELOAD_BACKENDS": preload}  # so no run pays for loading (backends load on first use)
         with tempfile.TemporaryDirectory(prefix="fb-bench-") as tmp:
             watch.data_dir = Path(tmp)  # the private stack's processes are part of the benchmark, not foreign
             with bench_stack.private_stack(Path(tmp), overrides, storage=args.storage) as stack:
                 print(f"pipeline: private stack at {stack.state['web_url']} ...", flush=True)
                 bench_stack.wait_until_loaded(stack)
+                for model in models:
+                    mr = report["models"][model]
 
-                def pipeline_once() -> dict:
-                    ours = dict(watch.ours)
-                    job = bench_stack.run_job(stack, zip_path, backend, labels)
-                    time.sleep(watch.interval_s)
-                    job["cpu_s_by_role"] = {k: v - ours.get(k, 0.0) for k, v in watch.ours.items()
-                                            if v - ours.get(k, 0.0) > 0.05}
-                    return job
+                    def pipeline_once(model=model, backend=mr["backend"]) -> dict:
+                        ours = dict(watch.ours)
+                        job = bench_stack.run_job(stack, zip_path, backend, labels, model=model)
+                        time.sleep(watch.interval_s)
+                        job["cpu_s_by_role"] = {k: v - ours.get(k, 0.0) for k, v in watch.ours.items()
+                                                if v - ours.get(k, 0.0) > 0.05}
+                        return job
 
-                job = _quietly("pipeline", pipeline_once, watch, foreign, tries, args.wait_quiet)
-                report["pipeline_cpu_s_by_role"] = job.pop("cpu_s_by_role")
+                    print(f"{model} pipeline: one job of {args.images} photos ...", flush=True)
+                    job = _quietly(f"{model} pipeline", pipeline_once, watch, foreign, tries, args.wait_quiet)
+                    mr["pipeline_cpu_s_by_role"] = job.pop("cpu_s_by_role")
+                    _model_headline(mr, job, cores)
                 report["worker_rss"] = bench_stack.worker_memory(stack)
                 report["rss_mb_by_process"] = bench_stack.memory_by_kind(stack)
                 if args.baseline_images:
-                    print(f"baseline: {min(args.baseline_images, args.images)} single-image requests ...", flush=True)
+                    print(f"baseline: {min(args.baseline_images, args.images)} single-image requests "
+                          f"({models[0]}) ...", flush=True)
                     report["baseline"] = _quietly(
-                        "baseline", lambda: bench_stack.run_baseline(stack, zip_path, args.baseline_images, labels),
+                        "baseline", lambda: bench_stack.run_baseline(stack, zip_path, args.baseline_images, labels,
+                                                                     model=models[0]),
                         watch, foreign, tries, args.wait_quiet)
         report["foreign_busiest"] = dict(sorted(watch.busiest.items(), key=lambda kv: -kv[1])[:5])
-    return _headline(report, job)
+    return _headline(report, models[0])
 
 
-def _headline(report: dict, job: dict) -> dict:
-    """Add the headline figures (the keys `--json` promises) to the report."""
+def _model_headline(mr: dict, job: dict, cores: int) -> None:
+    """A model's headline figures: its pipeline against its own tight-loop limit and floor."""
     lat = job.pop("chunk_latencies_s")
-    report["limit_img_s"] = report["backends"][report["backend"]]["limit_img_s"]
-    report["pipeline"] = {**job, "chunks": len(lat), "chunk_p50_s": _pct(lat, 50), "chunk_p99_s": _pct(lat, 99)}
-    report.update(
-        pipeline_img_s=job["img_s"], ratio_pipeline_to_limit=job["img_s"] / report["limit_img_s"],
-        first_result_s=job["first_result_s"], chunk_p50_s=_pct(lat, 50), chunk_p99_s=_pct(lat, 99),
-        worker_rss_mb=max((w["rss_mb"] for w in report["worker_rss"]), default=None),
-        load_avg_after=os.getloadavg(),
-    )
-    report["pipeline_img_s_per_core"] = job["img_s"] / report["cores"]
-    floor = report.get("steps", {}).get("floor_img_s_per_core")
+    mr["limit_img_s"] = mr["backends"][mr["backend"]]["limit_img_s"]
+    mr["pipeline"] = {**job, "chunks": len(lat), "chunk_p50_s": _pct(lat, 50), "chunk_p99_s": _pct(lat, 99)}
+    mr.update(pipeline_img_s=job["img_s"], ratio_pipeline_to_limit=job["img_s"] / mr["limit_img_s"],
+              first_result_s=job["first_result_s"], chunk_p50_s=_pct(lat, 50), chunk_p99_s=_pct(lat, 99),
+              pipeline_img_s_per_core=job["img_s"] / cores)
+    floor = mr.get("steps", {}).get("floor_img_s_per_core")
     if floor:
-        report["floor_img_s_per_core"] = floor
-        report["ratio_pipeline_to_floor"] = report["pipeline_img_s_per_core"] / floor
+        mr["floor_img_s_per_core"] = floor
+        mr["ratio_pipeline_to_floor"] = mr["pipeline_img_s_per_core"] / floor
+    b = mr["backends"]
+    if "onnx" in b and "int8" in b:
+        mr["int8_vs_onnx"] = {"end_to_end": b["int8"]["limit_img_s"] / b["onnx"]["limit_img_s"],
+                              "inference_only": b["int8"]["infer_img_s"] / b["onnx"]["infer_img_s"]}
+
+
+def _headline(report: dict, first: str) -> dict:
+    """The run's headline: the first (default) model's figures at the top level (the keys `--json` promises)."""
+    report.update({k: v for k, v in report["models"][first].items() if k != "model"})
+    report["model"] = first
+    report.update(worker_rss_mb=max((w["rss_mb"] for w in report["worker_rss"]), default=None),
+                  load_avg_after=os.getloadavg())
     if "baseline" in report:
         report["baseline_img_s"] = report["baseline"]["img_s"]
-        report["pipeline_to_baseline"] = job["img_s"] / report["baseline_img_s"]
-    if "onnx" in report["backends"] and "int8" in report["backends"]:
-        b = report["backends"]
-        report["int8_vs_onnx"] = {"end_to_end": b["int8"]["limit_img_s"] / b["onnx"]["limit_img_s"],
-                                  "inference_only": b["int8"]["infer_img_s"] / b["onnx"]["infer_img_s"]}
+        report["pipeline_to_baseline"] = report["pipeline_img_s"] / report["baseline_img_s"]
     return report
 
 
-def summary(r: dict) -> str:
-    """The human-readable report."""
-    lines = [f"{r['images']} images, {r['cores']} cores, {r['worker_processes']} worker processes, "
-             f"pipeline backend {r['backend']}, chunks "
-             f"{r['first_chunk_size']} then {r['chunk_size']}; load average before {r['load_avg_before'][0]:.2f}",
-             ""]
+def _model_summary(r: dict) -> list[str]:
+    """One model's block of the report: steps, limits per backend, the pipeline against its limit."""
+    lines = [f"== model {r['model']}: pipeline backend {r['backend']}, inference batches of {r['infer_batch']}", ""]
     if "steps" in r:
         from pipeline.tools.bench.steps import table
 
         lines += [table(r["steps"]), ""]
     lines += [f"{'backend':<12} {'limit img/s':>12} {'infer-only img/s':>17} {'prep ms/img':>12} "
-             f"{'infer ms/img':>13}"]
+              f"{'infer ms/img':>13}"]
     for name, b in r["backends"].items():
         lines.append(f"{name:<12} {b['limit_img_s']:>12.1f} {b['infer_img_s']:>17.1f} "
                      f"{b['prepare_ms_per_image']:>12.2f} {b['infer_ms_per_image']:>13.3f}")
     p = r["pipeline"]
     lines += ["", f"limit ({r['backend']})          {r['limit_img_s']:9.1f} img/s",
-              f"storage                 {r.get('storage', 'local')}",
               f"pipeline                {r['pipeline_img_s']:9.1f} img/s  = {100 * r['ratio_pipeline_to_limit']:.1f}% "
               f"of the limit ({p['images']} images in {p['total_s']:.2f} s, {p['failed']} failed, "
               f"accuracy {p['accuracy']:.3f})"]
@@ -183,16 +212,9 @@ def summary(r: dict) -> str:
         lines.append(f"pipeline per core       {r['pipeline_img_s_per_core']:9.1f} img/s  = "
                      f"{r['ratio_pipeline_to_floor']:.2f} of the floor "
                      f"({r['floor_img_s_per_core']:.1f} img/s per core)")
-    if "baseline_img_s" in r:
-        lines.append(f"per-image baseline      {r['baseline_img_s']:9.1f} img/s  (pipeline = "
-                     f"{r['pipeline_to_baseline']:.1f}x; {r['baseline']['images']} sequential requests)")
     lines += [f"upload {p['upload_s']:.2f} s, accepted {p['accepted_s']:.2f} s after it, "
               f"first result {r['first_result_s']:.2f} s after the upload completed",
-              f"chunk latency p50 {r['chunk_p50_s']:.2f} s, p99 {r['chunk_p99_s']:.2f} s ({p['chunks']} chunks)",
-              f"worker pool processes (after {r['backend']} jobs; other backends load on first use): " + ", ".join(
-                  f"RSS {w['rss_mb']:.0f} MB / USS {w['uss_mb']:.0f} MB" for w in r["worker_rss"]),
-              "RSS by process kind (largest): " + ", ".join(
-                  f"{k} {v:.0f} MB" for k, v in r.get("rss_mb_by_process", {}).items())]
+              f"chunk latency p50 {r['chunk_p50_s']:.2f} s, p99 {r['chunk_p99_s']:.2f} s ({p['chunks']} chunks)"]
     if r.get("pipeline_cpu_s_by_role"):
         lines.append("CPU seconds during the pipeline run: " + ", ".join(
             f"{k} {v:.1f}" for k, v in sorted(r["pipeline_cpu_s_by_role"].items(), key=lambda kv: -kv[1])))
@@ -201,6 +223,26 @@ def summary(r: dict) -> str:
     if "int8_vs_onnx" in r:
         lines.append(f"int8 / onnx fp32: {r['int8_vs_onnx']['end_to_end']:.2f}x end to end, "
                      f"{r['int8_vs_onnx']['inference_only']:.2f}x inference only")
+    return lines + [""]
+
+
+def summary(r: dict) -> str:
+    """The human-readable report: a block per model, then what the run shares."""
+    lines = [f"{r['images']} images, {r['cores']} cores, {r['worker_processes']} worker processes, chunks "
+             f"{r['first_chunk_size']} then {r['chunk_size']}, storage {r.get('storage', 'local')}; "
+             f"load average before {r['load_avg_before'][0]:.2f}", ""]
+    for mr in r["models"].values():
+        lines += _model_summary(mr)
+    lines.append("each model's pipeline against its own tight-loop limit: " + ", ".join(
+        f"{m} {mr['pipeline_img_s']:.1f} img/s = {100 * mr['ratio_pipeline_to_limit']:.1f}% of "
+        f"{mr['limit_img_s']:.1f}" for m, mr in r["models"].items()))
+    if "baseline_img_s" in r:
+        lines.append(f"per-image baseline ({r['model']}) {r['baseline_img_s']:9.1f} img/s  (its pipeline = "
+                     f"{r['pipeline_to_baseline']:.1f}x; {r['baseline']['images']} sequential requests)")
+    lines += ["worker pool processes (after the jobs; other backends load on first use): " + ", ".join(
+                  f"RSS {w['rss_mb']:.0f} MB / USS {w['uss_mb']:.0f} MB" for w in r["worker_rss"]),
+              "RSS by process kind (largest): " + ", ".join(
+                  f"{k} {v:.0f} MB" for k, v in r.get("rss_mb_by_process", {}).items())]
     busy = {k: v for k, v in r["foreign_cpu_s"].items() if v > FOREIGN_CPU_WARN_S}
     if busy:
         used = ", ".join(f"{v:.1f} CPU-s in the {k} run" for k, v in busy.items())
@@ -213,12 +255,12 @@ def summary(r: dict) -> str:
 
 def history_table(rows: list[dict]) -> str:
     """The periodic benchmarks as a fixed-width table, newest first."""
-    head = f"{'when (UTC)':<20} {'pool':<4} {'backend':<11} {'host':<14} {'batch':>5} {'median ms':>9} " \
+    head = f"{'when (UTC)':<20} {'pool':<4} {'model':<8} {'backend':<11} {'host':<14} {'batch':>5} {'median ms':>9} " \
            f"{'p99 ms':>8} {'img/s':>8} {'vs eager':>8} {'accuracy':>8}"
     out = [head, "-" * len(head)]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for r in rows:
-        out.append(f"{r['created_at'][:19]:<20} {r['pool']:<4} {r['backend']:<11} {r['host'][:14]:<14} "
+        out.append(f"{r['created_at'][:19]:<20} {r['pool']:<4} {r.get('model', '-'):<8} {r['backend']:<11} {r['host'][:14]:<14} "
                    f"{r['batch_size']:>5} {fmt(r['median_ms'], '9.2f'):>9} {fmt(r['p99_ms'], '8.2f'):>8} "
                    f"{fmt(r['images_per_s'], '8.0f'):>8} {fmt(r['speedup_vs_eager'], '7.2f') + 'x':>8} "
                    f"{fmt(r['sample_accuracy'], '8.3f'):>8}" + (f"  error: {r['error']}" if r["error"] else ""))
@@ -238,7 +280,10 @@ def _fetch_history(limit: int) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fashion-batch bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=10_000, help="how many rendered photos (default 10000)")
-    p.add_argument("--backend", choices=BACKENDS, help="the pipeline's backend (default: FB_DEFAULT_BACKEND)")
+    p.add_argument("--models", nargs="*", help="models to measure (default: every model in FB_WEIGHTS_DIR, the "
+                                               "default one first; its figures are also the headline)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="the pipeline's backend for every model (default: each model's CPU default)")
     p.add_argument("--json", type=Path, help="write every figure as JSON to this file")
     p.add_argument("--limit-backends", nargs="*", choices=BACKENDS, default=list(BACKENDS),
                    help="backends whose limit to measure (default: all)")
@@ -274,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         except ClientError as exc:
             print(f"error: {exc}")
             return 1
-        print("latest per pool and backend:\n" + history_table(body["latest"]))
+        print("latest per pool, model and backend:\n" + history_table(body["latest"]))
         print("\nhistory:\n" + history_table(body["history"]))
         return 0
     report = run(args)

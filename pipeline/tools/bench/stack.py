@@ -83,13 +83,14 @@ class _TimedBody:
         self.sent_at = time.time()
 
 
-def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeout_s: float = 3600) -> dict:
+def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeout_s: float = 3600,
+            model: str | None = None) -> dict:
     """Upload `zip_path` as one job and wait for its last result row; return the timings and accuracy."""
     from pipeline.tools.upload import (
         Multipart,  # the CLI client's streamed upload: the path users take
     )
 
-    body = _TimedBody(Multipart({"backend": backend}, [zip_path]))
+    body = _TimedBody(Multipart({"backend": backend, **({"model": model} if model else {})}, [zip_path]))
     started = time.time()
     resp = requests.post(f"{stack.state['web_url']}/v1/jobs", data=body, timeout=timeout_s,
                          headers={"X-API-Key": stack.state["api_key"], "Content-Type": body._body.content_type})
@@ -129,17 +130,19 @@ def run_job(stack: Stack, zip_path: Path, backend: str, labels: list[int], timeo
     }
 
 
-def run_baseline(stack: Stack, zip_path: Path, count: int, labels: list[int], warmup: int = 5) -> dict:
+def run_baseline(stack: Stack, zip_path: Path, count: int, labels: list[int], warmup: int = 5,
+                 model: str | None = None) -> dict:
     """POST the first `count` images one by one to /v1/classify (a sequential client), as version one did."""
     url, session = f"{stack.state['web_url']}/v1/classify", requests.Session()
+    form = {"model": model} if model else {}
     session.headers["X-API-Key"] = stack.state["api_key"]
     with zipfile.ZipFile(zip_path) as zf:
         members = [(i.filename, zf.read(i)) for i in zf.infolist() if not i.is_dir()][:count]
     for name, data in members[:warmup]:  # each web process loads its model on its first request
-        session.post(url, files={"file": (name, data, "image/jpeg")}, timeout=60).raise_for_status()
+        session.post(url, data=form, files={"file": (name, data, "image/jpeg")}, timeout=60).raise_for_status()
     correct, started = 0, time.perf_counter()
     for seq, (name, data) in enumerate(members):
-        resp = session.post(url, files={"file": (name, data, "image/jpeg")}, timeout=60)
+        resp = session.post(url, data=form, files={"file": (name, data, "image/jpeg")}, timeout=60)
         resp.raise_for_status()
         correct += resp.json()["label"] == labels[seq]
     elapsed = time.perf_counter() - started

@@ -3,9 +3,11 @@
 Measured in a fresh (spawned) process with one thread everywhere, on the benchmark's own photos:
 - `bare_decode_ms`: Pillow's draft decode alone (the JPEG at the DCT scale the working size allows), the least
   any pipeline must spend reading a photo;
-- `decode_ms`: what `prepare` spends before the segmentation (decode to numpy, shrink to the working size);
-- `prepare_ms`: the rest of `prepare` (segmentation, crop, fit), on the decoded arrays;
-- `infer_ms[backend]`: batched inference, batches of 64, per image.
+- `decode_ms`: what `prepare` spends before its own work (decode to numpy, near the size it works at);
+- `prepare_ms`: the rest of `prepare` (the CNN's segmentation, crop, fit; the photo model's letterbox), on the
+  decoded arrays;
+- `infer_ms[backend]`: batched inference, in the model's inference batches, per image.
+Each model's steps come from its preprocessing kind (pipeline/images/kinds.py).
 The floor is 1 / (bare decode + INT8 inference): images per second per core with nothing but the unavoidable.
 """
 from __future__ import annotations
@@ -65,24 +67,22 @@ def _measure(zip_path: str, weights_dir: str, backends: list[str], images: int, 
     # A fresh interpreter: one thread for OpenCV, ONNX Runtime and torch, nothing inherited.
     import numpy as np
 
-    from pipeline.images.preprocess import (
-        decode_rgb,
-        prepare_rgb,
-        to_batch,
-        use_threads,
-    )
+    from pipeline.images.kinds import kind_of_config
+    from pipeline.images.preprocess import to_batch, use_threads
     from pipeline.inference.backends import load_backend
     from pipeline.inference.manifest import load_manifest
 
     use_threads(1)
     manifest = load_manifest(Path(weights_dir))
     cfg = manifest.preprocess
+    steps = kind_of_config(cfg).steps()
+    decode_rgb, prepare_rgb = steps.decode_step, steps.prepare_step
     with zipfile.ZipFile(zip_path) as zf:
         datas = [zf.read(i) for i in zf.infolist() if not i.is_dir()][:images]
 
     rgbs = [decode_rgb(d, cfg) for d in datas]
     n = len(datas)
-    bare = _best(lambda: [_bare_decode(d, cfg.work_long_side) for d in datas], repeats)
+    bare = _best(lambda: [_bare_decode(d, steps.draft_side(cfg)) for d in datas], repeats)
     dec = _best(lambda: [decode_rgb(d, cfg) for d in datas], repeats)
     prep = _best(lambda: [prepare_rgb(r, cfg) for r in rgbs], repeats)
     batch = to_batch([prepare_rgb(r, cfg) for r in rgbs])
@@ -92,12 +92,14 @@ def _measure(zip_path: str, weights_dir: str, backends: list[str], images: int, 
         backend = load_backend(name, manifest=manifest, threads=1)
         backend.predict(batches[0])  # warm-up: first calls allocate and pick kernels
         infer[name] = 1000 * _best(lambda: [backend.predict(b) for b in batches], repeats) / n
-    out.put(StepTimes(n, 1000 * bare / n, 1000 * dec / n, 1000 * prep / n, infer).to_dict())
+    out.put({**StepTimes(n, 1000 * bare / n, 1000 * dec / n, 1000 * prep / n, infer).to_dict(),
+             "model": manifest.name, "batch_size": batch_size})
 
 
 def measure_steps(zip_path: Path, weights_dir: Path, backends: list[str], *, images: int = 1500,
                   batch_size: int = 64, repeats: int = 3, timeout_s: float = 900) -> dict:
-    """The per-step times of the first `images` photos of `zip_path` (best of `repeats`), as a dict."""
+    """The per-step times of the first `images` photos of `zip_path` (best of `repeats`) for the model in the
+    folder `weights_dir`, as a dict."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(str(zip_path), str(weights_dir), list(backends), images, batch_size,
@@ -113,12 +115,14 @@ def measure_steps(zip_path: Path, weights_dir: Path, backends: list[str], *, ima
 
 def table(steps: dict) -> str:
     """The per-step table as text."""
-    lines = [f"{'step (one core, ' + str(steps['images']) + ' photos)':<44} {'ms per image':>12}",
+    model = f"{steps['model']}: " if steps.get("model") else ""
+    lines = [f"{model + 'step (one core, ' + str(steps['images']) + ' photos)':<44} {'ms per image':>12}",
              f"{'bare draft decode (Pillow, the floor)':<44} {steps['bare_decode_ms']:>12.3f}",
              f"{'decode + shrink to the working size':<44} {steps['decode_ms']:>12.3f}",
-             f"{'prepare (segment, crop, fit)':<44} {steps['prepare_ms']:>12.3f}",
+             f"{'prepare (segment/letterbox, fit)':<44} {steps['prepare_ms']:>12.3f}",
              f"{'decode + prepare':<44} {steps['decode_ms'] + steps['prepare_ms']:>12.3f}"]
-    lines += [f"{'inference, ' + name + ', batches of 64':<44} {ms:>12.3f}" for name, ms in steps["infer_ms"].items()]
+    batch = steps.get("batch_size", 64)
+    lines += [f"{'inference, ' + name + f', batches of {batch}':<44} {ms:>12.3f}" for name, ms in steps["infer_ms"].items()]
     if steps.get("floor_img_s_per_core"):
         lines.append(f"{'floor: 1 / (bare decode + int8)':<44} {steps['floor_img_s_per_core']:>9.1f} img/s per core")
     return "\n".join(lines)

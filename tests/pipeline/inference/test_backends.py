@@ -73,13 +73,61 @@ def test_bad_names_and_shapes_are_value_errors(exported_weights):
 
 
 def test_weights_dir_comes_from_the_settings(exported_weights):
-    # Given FB_WEIGHTS_DIR in the environment the settings are read from
-    settings = load_settings({"FB_WEIGHTS_DIR": str(exported_weights)})
+    # Given FB_WEIGHTS_DIR (the folder of model folders) in the environment the settings are read from
+    settings = load_settings({"FB_WEIGHTS_DIR": str(exported_weights.parent)})
     # When the backend loads from the settings' weights folder / Then it is that folder's model
-    assert load_backend("onnx", settings.weights_dir).predict(batch(2)).shape == (2, 10)
+    assert load_backend("onnx", settings.weights_dir / "fmnist").predict(batch(2)).shape == (2, 10)
     # And a call that names neither a folder nor a manifest is refused, rather than guessing one
     with pytest.raises(ValueError, match="weights directory"):
         load_backend("onnx")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_backend_of_every_shipped_model_gives_probabilities(shipped_model, name):
+    # Given a shipped model (weights/fmnist, weights/photo) and its sample, in the model's own input shape
+    from pipeline.inference.benchmark import load_sample
+
+    x, _ = load_sample(shipped_model)
+    # When one of its backends loads from the manifest alone and labels a few sample images
+    backend = load_backend(name, manifest=shipped_model, threads=1)
+    probs = backend.predict(x[:4])
+    # Then it gives (N, 10) float32 probabilities
+    assert x.shape[1:] == shipped_model.input_shape
+    assert probs.shape == (4, 10) and probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-4)
+    # And a batch in the other model's shape is refused, not silently run
+    with pytest.raises(ValueError, match="shape"):
+        backend.predict(np.zeros((1, 2, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_photo_model_loads_from_its_manifest_alone(exported_photo, name):
+    # Given a photo model folder (EfficientNet-Lite0, letterbox preprocessing at 64 px) / When a backend loads it
+    manifest = load_manifest(exported_photo)
+    backend = load_backend(name, manifest=manifest, threads=1)
+    # Then its input is (3, 64, 64), as the manifest says, and it gives probabilities
+    assert manifest.name == "photo" and manifest.input_shape == (3, 64, 64)
+    probs = backend.predict(np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32))
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["eager", "torchscript", "onnx"])
+def test_the_gpu_path_falls_back_to_the_cpu_only_when_allowed(exported_photo, name, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the fallback is not taken")
+    manifest = load_manifest(exported_photo)
+    # Given no GPU / When CUDA is asked for without the fallback / Then it is refused, as the GPU pool is
+    with pytest.raises(BackendUnavailable):
+        load_backend(name, manifest=manifest, device="cuda")
+    # When it is asked for with fallback="cpu" (FB_GPU_FALLBACK=cpu)
+    with caplog.at_level("WARNING", logger="pipeline.inference.backends"):
+        backend = load_backend(name, manifest=manifest, device="cuda", fallback="cpu", threads=1)
+    # Then it runs on the CPU in fp32, says so in the log, and gives probabilities
+    assert backend.device == "cpu" and backend.precision == "fp32"
+    assert any("GPU fallback" in r.getMessage() and "fp32" in r.getMessage() for r in caplog.records)
+    probs = backend.predict(np.zeros((2, 3, 64, 64), np.float32))
+    assert probs.shape == (2, 10) and probs.dtype == np.float32
 
 
 def test_shipped_backends_agree_and_are_accurate_on_the_sample(shipped_manifest):

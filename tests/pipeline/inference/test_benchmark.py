@@ -73,3 +73,16 @@ def test_the_sample_is_normalized_as_in_training(exported_weights):
     assert x.shape == (len(raw["labels"]), 1, 28, 28) and x.dtype == np.float32
     assert np.allclose(x, to_tensor_input(raw["images"]), atol=1e-5)
     assert (y == raw["labels"]).all()
+
+
+def test_the_photo_sample_is_normalised_with_its_manifest(exported_photo):
+    # Given a photo model whose sample holds letterboxed uint8 squares (N, S, S, 3)
+    manifest = load_manifest(exported_photo)
+    raw = np.load(exported_photo / "sample.npz")
+    # When it is loaded for benchmarking
+    x, y = load_sample(manifest)
+    # Then it is the (N, 3, S, S) network input: channels first, (x/255 - mean) / std
+    cfg = manifest.preprocess
+    expected = (raw["images"].astype(np.float32) / 255 - cfg.mean) / cfg.std
+    assert x.shape == (len(y), 3, cfg.size, cfg.size)
+    assert np.allclose(x, expected.transpose(0, 3, 1, 2), atol=1e-5) and (y == raw["labels"]).all()

@@ -18,9 +18,9 @@ def timings(ips: float) -> list[BackendTiming]:
 def test_rewriting_a_run_replaces_it(engine):
     # Given a run written once
     run = uuid.uuid4()
-    benchmark_store.record(engine, run_id=run, pool="cpu", device="cpu", host="h", timings=timings(100))
+    benchmark_store.record(engine, run_id=run, pool="cpu", device="cpu", host="h", timings=timings(100), model="fmnist")
     # When the same run is written again (a redelivered task)
-    benchmark_store.record(engine, run_id=run, pool="cpu", device="cpu", host="h", timings=timings(200))
+    benchmark_store.record(engine, run_id=run, pool="cpu", device="cpu", host="h", timings=timings(200), model="fmnist")
     # Then it has one row per backend, with the second figures
     with engine.connect() as conn:
         rows = conn.execute(select(benchmarks.c.backend, benchmarks.c.images_per_s)
@@ -32,8 +32,8 @@ def test_latest_is_the_newest_row_per_pool_and_backend(engine):
     # Given an older and a newer run on a pool of its own
     pool = f"p{uuid.uuid4().hex[:6]}"
     old, new = uuid.uuid4(), uuid.uuid4()
-    benchmark_store.record(engine, run_id=old, pool=pool, device="cpu", host="h", timings=timings(100))
-    benchmark_store.record(engine, run_id=new, pool=pool, device="cpu", host="h", timings=timings(300))
+    benchmark_store.record(engine, run_id=old, pool=pool, device="cpu", host="h", timings=timings(100), model="fmnist")
+    benchmark_store.record(engine, run_id=new, pool=pool, device="cpu", host="h", timings=timings(300), model="fmnist")
     with engine.begin() as conn:  # make the order explicit rather than relying on two transactions' clocks
         conn.execute(benchmarks.update().where(benchmarks.c.run_id == old)
                      .values(created_at=func.now() - func.make_interval(0, 0, 0, 0, 1)))

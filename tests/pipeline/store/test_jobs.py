@@ -14,7 +14,8 @@ from pipeline.store.schema import jobs as jobs_table
 
 def new_job(engine, n: int, chunk_size: int = 4, first: int = 2, callback_url: str | None = None):
     job_id = uuid.uuid4()
-    ids = jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="store-test",  # no worker
+    ids = jobs.create_job(engine, job_id=job_id, api_key_id=None, model="fmnist", backend="onnx",
+                          pool="store-test",  # no worker
                           callback_url=callback_url, specs=[ItemSpec(f"{i}.png", "part-00000") for i in range(n)],
                           chunk_size=chunk_size, first_chunk_size=first)
     return job_id, ids

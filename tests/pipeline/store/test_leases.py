@@ -12,7 +12,7 @@ from pipeline.store.schema import chunks
 
 def job(engine, n: int, pool: str, *, api_key_id=None, priority: str = "bulk", chunk: int = 2):
     job_id = uuid.uuid4()
-    ids = jobs.create_job(engine, job_id=job_id, api_key_id=api_key_id, backend="onnx", pool=pool,
+    ids = jobs.create_job(engine, job_id=job_id, api_key_id=api_key_id, model="fmnist", backend="onnx", pool=pool,
                           callback_url=None, specs=[ItemSpec(f"{i}.png", "part-00000") for i in range(n)],
                           chunk_size=chunk, first_chunk_size=chunk, priority=priority)
     return job_id, ids

@@ -16,7 +16,8 @@ from pipeline.store.schema import jobs as jobs_table
 
 def make_job(engine, age_days: float) -> uuid.UUID:
     job_id = uuid.uuid4()
-    jobs.create_job(engine, job_id=job_id, api_key_id=None, backend="onnx", pool="retention-test", callback_url=None,
+    jobs.create_job(engine, job_id=job_id, api_key_id=None, model="fmnist", backend="onnx", pool="retention-test",
+                    callback_url=None,
                     specs=[ItemSpec("a.png", "part-00000")], chunk_size=4, first_chunk_size=4)
     jobs.cancel_job(engine, job_id)
     with engine.begin() as conn:

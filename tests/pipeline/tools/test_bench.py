@@ -40,18 +40,19 @@ def test_photos_are_rendered_once_and_the_limit_covers_every_image(settings, tmp
     assert len(names) == 12 and all(n.endswith(".jpg") for n in names) and labels == [i % 10 for i in range(12)]
     assert again == path and path.stat().st_mtime == again.stat().st_mtime
     # When the tight loop runs on two processes
-    result = measure_limit(path, "onnx", settings.weights_dir, processes=2, batch_size=4)
+    result = measure_limit(path, "onnx", settings.weights_dir / "fmnist", processes=2, batch_size=4)
     # Then every image went through both the full loop and the inference-only pass
     assert result.images == 12 and result.processes == 2
     assert result.img_s > 0 and result.infer_img_s > result.img_s
     assert result.prepare_ms_per_image > 0 and result.infer_ms_per_image > 0
 
 
-def test_the_step_table_times_every_step_and_derives_the_floor(settings, tmp_path):
+@pytest.mark.parametrize("model", ["fmnist", "photo"])
+def test_the_step_table_times_every_step_and_derives_the_floor(settings, tmp_path, model):
     # Given a few rendered photos
     path, _ = bench.photo_zip(20, tmp_path / "out", data_dir=tiny_fashion(tmp_path / "fm"))
-    # When the steps are timed on one core
-    steps = measure_steps(path, settings.weights_dir, ["onnx", "int8"], images=16, batch_size=8, repeats=1)
+    # When the steps of a model (its own preprocessing) are timed on one core
+    steps = measure_steps(path, settings.weights_dir / model, ["onnx", "int8"], images=16, batch_size=8, repeats=1)
     # Then every step has a time, and the floor is bare decode plus INT8 inference
     assert steps["images"] == 16
     assert all(steps[k] > 0 for k in ("bare_decode_ms", "decode_ms", "prepare_ms"))
@@ -72,9 +73,13 @@ def test_a_whole_run_on_a_private_stack_writes_every_figure(settings, tmp_path, 
                        "--chunk-size", "8", "--first-chunk-size", "4", "--data-dir", str(data), "--step-images", "8",
                        "--out-dir", str(tmp_path / "cache"), "--json", str(out),
                        "--no-wait-quiet"])  # a test checks the figures exist, not how good they are
-    # Then it succeeds and the JSON carries the headline figures and the per-backend ones
+    # Then it succeeds and the JSON carries the headline figures (the default model's) and the per-backend ones
     assert code == 0
     report = json.loads(out.read_text())
+    assert report["model"] == "photo" and list(report["models"]) == ["photo", "fmnist"]
+    for mr in report["models"].values():  # each model's pipeline against its own limit
+        assert mr["pipeline"]["status"] == "succeeded" and mr["ratio_pipeline_to_limit"] > 0
+        assert mr["steps"]["model"] == mr["model"]
     for key in ("limit_img_s", "pipeline_img_s", "baseline_img_s", "first_result_s", "worker_rss_mb",
                 "ratio_pipeline_to_limit", "chunk_p50_s", "chunk_p99_s"):
         assert isinstance(report[key], (int, float)) and report[key] > 0, key

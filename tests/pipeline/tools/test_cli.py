@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from pipeline.store.keys import authenticate, list_keys
-from tests.helpers import ROOT
+from tests.helpers import ROOT, garment_png
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -48,9 +48,18 @@ def test_submit_a_folder_and_wait_talks_only_to_the_api(live_url, worker, api_ke
     out = cli(cli_env, "submit", str(folder), "--wait")
     # Then the folder is one job: its three images and the ZIP's one, every one labelled
     assert out.returncode == 0, out.stdout + out.stderr
-    assert ": 4 images" in out.stdout and "succeeded: 4 labelled, 0 failed" in out.stdout
+    assert ": 4 images, model photo" in out.stdout and "succeeded: 4 labelled, 0 failed" in out.stdout
     # And the command started no server and wrote nothing (no embedded database, no state)
     assert not data_dir.exists()
+
+
+def test_submit_refuses_an_unknown_model_in_one_line(live_url, api_key, tmp_path):
+    # Given an image / When it is submitted for a model the server does not have
+    (tmp_path / "a.png").write_bytes(garment_png())
+    out = cli({"FB_URL": live_url, "FB_API_KEY": api_key}, "submit", str(tmp_path / "a.png"), "--model", "resnet")
+    # Then the command fails with the server's reason, naming the models there are
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "unknown model 'resnet': choose one of fmnist, photo" in out.stderr
 
 
 def test_keys_never_start_a_database(tmp_path):
