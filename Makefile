@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 LOCAL  := $(VENV)/.installed-local
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: install demo up down test test-fast lint-imports bench train evaluate clean
+.PHONY: install demo up down test test-fast lint-imports bench train train-photo evaluate clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ train: $(STAMP)
 		--finetune-p-any 0.1 --threads 1 --out $(TRAIN_RUNS)/3-mirror
 	$(BIN)/fashion-batch train --photos ../shared/datasets/realphoto-train --resume $(TRAIN_RUNS)/3-mirror/model.pt \
 		--steps 600 --preprocess '{"garment": true}' --wise 0.5 --threads 1 --cache-dir $(TRAIN_RUNS)/cache --out weights/fmnist
+
+# The shipped photo model (weights/photo), made as it was: EfficientNet-Lite0 from its ImageNet weights, head first,
+# then a gentle fine-tune of its top on realphoto-train (held-out quarter selects and calibrates) and Fashion-MNIST
+# (rendered and grey); every backend exported, INT8 calibrated on photos (training/photo_train.py).
+train-photo: $(STAMP)
+	$(BIN)/python -m training.photo_train --photos ../shared/datasets/realphoto-train --cache-dir runs/photo-cache \
+		--out weights/photo
 
 evaluate: $(STAMP)
 	$(BIN)/fashion-batch evaluate

@@ -225,14 +225,41 @@ def cancel(job: str, url: str | None, api_key: str | None) -> None:
 @cli.command(**_PASSTHROUGH)
 @click.pass_context
 def train(ctx: click.Context) -> None:
-    """Train the CNN and export every backend (training/train.py), or with --photos PATH fine-tune the shipped
-    model on labelled photos with Fashion-MNIST replay (training/finetune_photos.py); --help for the options."""
-    if any(a == "--photos" or a.startswith("--photos=") for a in ctx.args):
+    """Train a model and export every backend. `--model photo` (training/photo_train.py): the photo model; with
+    --photos PATH it fine-tunes the shipped photo model on your labelled photos. `--model fmnist` (the default
+    here, as before): the CNN (training/train.py), or with --photos PATH fine-tune the shipped CNN on labelled
+    photos with Fashion-MNIST replay (training/finetune_photos.py). --help for each one's options."""
+    args, model = _pop_option(list(ctx.args), "--model", "fmnist")
+    if model == "photo":
+        from pipeline.settings import load_settings
+        from training.photo_train import main as run
+
+        if "--resume" not in args and not any(a.startswith("--resume=") for a in args) and "--from-imagenet" not in args:
+            args += ["--resume", str(load_settings().weights_dir / "photo")]
+        args = [a for a in args if a != "--from-imagenet"]
+    elif model != "fmnist":
+        raise click.UsageError(f"--model must be photo or fmnist, not {model!r}")
+    elif any(a == "--photos" or a.startswith("--photos=") for a in args):
         from training.finetune_photos import main as run
     else:
         from training.train import main as run
 
-    sys.exit(run(ctx.args) or 0)
+    sys.exit(run(args) or 0)
+
+
+def _pop_option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
+    """Remove `name VALUE` or `name=VALUE` from passthrough args; (rest, value or default)."""
+    value, rest, i = default, [], 0
+    while i < len(args):
+        if args[i] == name and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+            continue
+        if args[i].startswith(name + "="):
+            value = args[i].split("=", 1)[1]
+        else:
+            rest.append(args[i])
+        i += 1
+    return rest, value
 
 
 @cli.command(**_PASSTHROUGH)
