@@ -27,7 +27,7 @@ def run_id_for(task_id: str | None) -> uuid.UUID:
 
 
 @shared_task(bind=True, name=TASK_NAME, autoretry_for=TRANSIENT, retry_backoff=5, max_retries=3)
-def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> dict:
+def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3, max_sample: int | None = None) -> dict:
     """Time every backend this worker's pool serves, of every model, on each model's sample; store one run."""
     rt = runtime.current()
     if pool != rt.pool:
@@ -40,6 +40,7 @@ def benchmark_pool(self, pool: str, repetitions: int = 15, warmup: int = 3) -> d
     figures = {}
     for model, manifest in rt.catalogue.manifests.items():
         x, y = load_sample(manifest)
+        x, y = x[:max_sample], y[:max_sample]  # all of it unless told (a quick run scores on fewer images)
         backends = {name: rt.backends.get(model, name) for name in rt.backends.served}
         timings = benchmark_backends(backends, x, y, batch_size=infer_batch_for(manifest), repetitions=repetitions,
                                      warmup=warmup)
