@@ -28,7 +28,8 @@ def test_a_benchmark_message_stores_one_run_for_every_backend_of_the_pool(settin
     # Given a running CPU worker
     app = create_celery(settings)
     # When the beat message for the cpu pool arrives (fewer repetitions, to keep the test short)
-    sent = app.send_task(TASK_NAME, args=("cpu",), kwargs={"repetitions": 3, "warmup": 1, "max_sample": 100}, queue="cpu")
+    sent = app.send_task(TASK_NAME, args=("cpu",), kwargs={"repetitions": 3, "warmup": 1, "max_sample": 100},
+                         queue="cpu")
     run_id = uuid.UUID(sent.id)
 
     catalogue = load_catalogue(settings.weights_dir)
