@@ -23,6 +23,7 @@ def fault_env(env, tmp_path_factory):
         "REDIS_URL": redis.start(detached=True),
         "FB_DATA_DIR": str(root),
         "FB_STORAGE_DIR": str(root / "storage"),
+        "FB_DEFAULT_MODEL": "fmnist",  # these tests are about faults, not models: the quick CNN
         "FB_CPU_BACKENDS": "onnx",
         "FB_DEFAULT_BACKEND": "onnx",
         "FB_CHUNK_SIZE": "50",
