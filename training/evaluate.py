@@ -1,10 +1,12 @@
-"""Evaluate every backend on Fashion-MNIST test and on a labelled folder or ZIP of photos.
+"""Evaluate every model and backend on Fashion-MNIST test and on a labelled folder or ZIP of photos.
 
-    python -m training.evaluate                                     # Fashion-MNIST test, all backends
-    python -m training.evaluate --photos ../shared/datasets/realphoto-dev --naive --via-prepare
-    python -m training.evaluate --photos my-photos/ --weights weights --weights runs/mine --backends onnx
+    python -m training.evaluate          # every model under FB_WEIGHTS_DIR, side by side: realphoto-dev (when
+                                         # ../shared has it), Fashion-MNIST test as PNGs, the naive baseline
+    python -m training.evaluate --models photo --backends int8 --photos my-photos/
+    python -m training.evaluate --weights weights/photo --weights runs/mine --backends onnx
 
-With several `--weights`, each weights directory gets its columns side by side (`<dir>/<backend>`). On photos
+Each model folder (or `--weights` directory) gets its columns side by side (`<model>/<backend>`), every column
+fed by its own model's preprocessing (the manifest's `preprocess.kind`). On photos
 it also reports the expected calibration error (15 bins) and writes a reliability diagram per column;
 `--temperatures heldout=0.674,balanced=0.714` adds the ECE each column would have with that temperature folded
 in instead of the one its manifest records (the same predictions, re-tempered; labels do not change).
@@ -22,12 +24,27 @@ import numpy as np
 from PIL import Image
 
 from pipeline.images.imaging import ImageError, decode_image
-from pipeline.images.preprocess import PreprocessConfig, prepare, to_batch
+from pipeline.images.kinds import kind_of_config
+from pipeline.images.preprocess import PreprocessConfig, to_batch
 from pipeline.inference.backends import BACKENDS, load_backend
+from pipeline.inference.catalogue import model_dirs
 from pipeline.inference.manifest import load_manifest
 from pipeline.settings import load_settings
 from training import calibration, data, report
 from training.photoset import Photo, load_photos
+
+
+DEV_PHOTOS = Path("../shared/datasets/realphoto-dev")
+
+
+def _model_folders(models: str | None) -> list[Path]:
+    """The model folders under FB_WEIGHTS_DIR, all or the comma-separated `models`."""
+    found = model_dirs(load_settings().weights_dir)
+    names = [m.strip() for m in models.split(",")] if models else list(found)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"no model {missing} under {load_settings().weights_dir}; there are {', '.join(found)}")
+    return [found[n] for n in names]
 
 
 def predict_probs(backend, x: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -46,17 +63,26 @@ def naive_input(data_bytes: bytes, cfg: PreprocessConfig) -> np.ndarray:
     return ((np.asarray(img, np.float32) / 255 - cfg.mean) / cfg.std).astype(np.float32)
 
 
+def prepare(data_bytes: bytes, cfg) -> np.ndarray:
+    """Image bytes -> the network input of the model whose preprocessing config is `cfg`, as workers prepare it."""
+    return kind_of_config(cfg).prepare(data_bytes, cfg)
+
+
 def prepare_all(items: list[bytes], fn: Callable[[bytes], np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
     """(batch, ok mask, ms per item) for `fn` over file bytes; an ImageError leaves a blank, wrong item."""
     arrays, ok = [], []
+    blank = None
     t0 = time.perf_counter()
     for item in items:
         try:
             arrays.append(fn(item))
+            blank = np.zeros_like(arrays[-1]) if blank is None else blank
             ok.append(True)
         except ImageError:
-            arrays.append(np.zeros((28, 28), np.float32))
+            arrays.append(None)
             ok.append(False)
+    if blank is not None:
+        arrays = [blank if a is None else a for a in arrays]
     ms = 1000 * (time.perf_counter() - t0) / max(len(items), 1)
     return to_batch(arrays), np.array(ok, bool), ms
 
@@ -92,13 +118,17 @@ def _save_confusions(tag: str, y: np.ndarray, preds: dict[str, np.ndarray], clas
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate fashion-batch backends on Fashion-MNIST and on photos.")
     p.add_argument("--weights", type=Path, action="append", default=None,
-                   help="weights directory (default: FB_WEIGHTS_DIR or weights/); repeat to compare several")
+                   help="a model folder (one with a manifest.json); repeat to compare several. Default: every "
+                        "model folder under FB_WEIGHTS_DIR (weights/)")
+    p.add_argument("--models", default=None, help="comma-separated model names under FB_WEIGHTS_DIR (default: all)")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
-    p.add_argument("--photos", type=Path, default=None, help="folder or .zip: labels.csv or one folder per class")
+    p.add_argument("--photos", type=Path, default=DEV_PHOTOS if DEV_PHOTOS.is_dir() else None,
+                   help="folder or .zip: labels.csv or one folder per class (default: realphoto-dev, if present)")
     p.add_argument("--no-fmnist", dest="fmnist", action="store_false", help="skip the Fashion-MNIST test set")
-    p.add_argument("--via-prepare", action="store_true",
-                   help="also run Fashion-MNIST test images as PNG files through the preprocessing")
-    p.add_argument("--naive", action="store_true", help="also score photos with the naive grey+resize baseline")
+    p.add_argument("--raw", action="store_true",
+                   help="also feed the 28x28 models Fashion-MNIST test as raw tensors (no PNG, no preprocessing)")
+    p.add_argument("--no-naive", dest="naive", action="store_false",
+                   help="skip the naive baseline (the 28x28 models fed grey + squash, no segmentation)")
     p.add_argument("--limit", type=int, default=None, help="only the first N Fashion-MNIST test images")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
@@ -124,8 +154,7 @@ def _columns(weights: list[Path], backends: list[str], threads: int | None) -> d
     for name, w in zip(names, weights):
         manifest = load_manifest(w)
         for b in backends:
-            columns[f"{name}/{b}" if len(weights) > 1 else b] = (load_backend(b, manifest=manifest, threads=threads),
-                                                                  manifest)
+            columns[f"{name}/{b}"] = (load_backend(b, manifest=manifest, threads=threads), manifest)
     return columns
 
 
@@ -161,25 +190,27 @@ def _retempered_ece(columns: dict[str, tuple], probs: dict[str, np.ndarray], y: 
 def main(argv: list[str] | None = None) -> int:
     """Load each backend once, then score every requested dataset with all of them."""
     args = parse_args(argv)
-    weights = args.weights or [load_settings().weights_dir]
+    weights = args.weights or _model_folders(args.models)
     columns = _columns(weights, args.backends.split(","), args.threads)
     classes = next(iter(columns.values()))[1].classes
     args.out.mkdir(parents=True, exist_ok=True)
+    grey = {c: v for c, v in columns.items() if isinstance(v[1].preprocess, PreprocessConfig)}
     if args.fmnist:
         x, y = data.load_split("test", args.data_dir)
         x, y = x[: args.limit], y[: args.limit]
-        preds = {c: predict_all(b, data.to_tensor_input(x)) for c, (b, _) in columns.items()}
-        summarize("Fashion-MNIST test, raw tensors", y, preds, classes)
+        if args.raw and grey:
+            preds = {c: predict_all(b, data.to_tensor_input(x)) for c, (b, _) in grey.items()}
+            summarize("Fashion-MNIST test, raw tensors (28x28 models)", y, preds, classes)
+        pngs = []
+        for img in x:
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            pngs.append(buf.getvalue())
+        probs, _, ms = _by_preprocessing(columns, pngs, lambda b, cfg: prepare(b, cfg))
+        preds = {c: p.argmax(1) for c, p in probs.items()}
+        summarize("Fashion-MNIST test as 28x28 PNGs through each model's preprocessing", y, preds, classes,
+                  probs=probs)
         _save_confusions("fmnist", y, preds, classes, args.out)
-        if args.via_prepare:
-            pngs = []
-            for img in x:
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="PNG")
-                pngs.append(buf.getvalue())
-            probs, _, ms = _by_preprocessing(columns, pngs, lambda b, cfg: prepare(b, cfg))
-            preds = {c: p.argmax(1) for c, p in probs.items()}
-            summarize(f"Fashion-MNIST test as PNG through prepare ({ms:.2f} ms/image)", y, preds, classes)
     if args.photos is not None:
         photos: list[Photo] = load_photos(args.photos, classes)
         y = np.array([p.label for p in photos])
@@ -196,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reliability diagrams: {args.out}/reliability_*.png")
         if args.temperatures:
             _retempered_ece(columns, probs, y, args.temperatures)
-        if args.naive:
-            probs, oks, _ = _by_preprocessing(columns, [p.data for p in photos], lambda b, cfg: naive_input(b, cfg))
+        if args.naive and grey:
+            probs, oks, _ = _by_preprocessing(grey, [p.data for p in photos], lambda b, cfg: naive_input(b, cfg))
             preds = {c: np.where(oks[c], p.argmax(1), -1) for c, p in probs.items()}
             summarize(f"{args.photos.name}: naive grey + resize baseline", y, preds, classes, groups)
             first = next(iter(preds))

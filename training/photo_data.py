@@ -70,7 +70,8 @@ def fashion_squares(images: np.ndarray, labels: np.ndarray, per_class: int, cfg:
                     rendered: bool, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """`per_class` Fashion-MNIST images of each class, rendered as photos or kept grey; (squares, labels)."""
     rng = np.random.default_rng(seed)
-    pick = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)])
+    pools = [np.flatnonzero(labels == c) for c in range(10)]
+    pick = np.concatenate([rng.choice(pool, per_class, replace=len(pool) < per_class) for pool in pools if len(pool)])
     if rendered:
         with ProcessPoolExecutor(workers) as pool:
             squares = list(pool.map(_rendered, [(images[i], seed * 1_000_003 + int(i), cfg) for i in pick],

@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--distill", type=float, default=0.5, help="weight of the zero-shot distillation term")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--wise", default="auto", help="FT share of the weights (0..1) or 'auto' (held-out)")
+    p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true")
@@ -107,12 +108,12 @@ def build_data(args: argparse.Namespace, cfg: LetterboxConfig) -> dict[str, dict
     out["train"] = _cached(args.cache_dir / f"train-{key}.npz", photos_part(train, args.variants))
     out["held"] = _cached(args.cache_dir / f"held-{key}.npz", photos_part(held, 0))
     if args.fm_rendered or args.fm_grey:
-        images, labels = data.load_split("train")
+        images, labels = data.load_split("train", args.data_dir)
         for name, n, rendered in (("fm_rendered", args.fm_rendered, True), ("fm_grey", args.fm_grey, False)):
             if n:
                 out[name] = _cached(args.cache_dir / f"{name}-{key}.npz", lambda n=n, r=rendered: dict(zip(
                     ("x", "y"), fashion_squares(images, labels, n, cfg, args.seed + (7 if r else 11), r))))
-        t_images, t_labels = data.load_split("test")
+        t_images, t_labels = data.load_split("test", args.data_dir)
         out["fm_test"] = _cached(args.cache_dir / f"fm_test-{key}.npz", lambda: dict(zip(
             ("x", "y"), fashion_squares(t_images, t_labels, 10 if args.dry_run else 100, cfg, 5, False))))
     return out
@@ -200,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = None
     if args.dry_run:
         tmp = tempfile.TemporaryDirectory()
-        args.out, args.cache_dir = Path(tmp.name) / "out", Path(tmp.name) / "cache"
+        args.cache_dir = Path(tmp.name) / "cache"
+        if args.out == parse_args([]).out:
+            args.out = Path(tmp.name) / "out"
         args.fm_rendered, args.fm_grey, args.variants, args.lp_steps = 2, 2, 1, 5
     cfg = LetterboxConfig(size=args.size)
     started = time.time()
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
         export_photo(model.eval(), {"name": ARCH_NAME, "args": {"num_classes": 10, "dropout": 0.2}}, args.out,
                      cfg, calib=sets["train"]["x"], held=(held["x"], held["y"]), training=training,
-                     results=results, quick=args.dry_run)
+                     results=results, quick=args.dry_run, data_dir=args.data_dir)
     _log(f"done in {(time.time() - started) / 60:.1f} min")
     if tmp is not None:
         tmp.cleanup()

@@ -55,13 +55,26 @@ def test_evaluate_reports_every_backend_on_both_sets(dry_run_weights, fashion_di
     # Given exported weights, a Fashion-MNIST dir and a labelled photo folder
     # When evaluate runs with every comparison switched on
     assert main(["--weights", str(dry_run_weights), "--data-dir", str(fashion_dir), "--limit", "50",
-                 "--via-prepare", "--photos", str(csv_folder), "--naive", "--out", str(tmp_path / "o")]) == 0
+                 "--raw", "--photos", str(csv_folder), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     # Then every backend is reported on every set, per class and per source, and confusion PNGs are written
-    assert out.count("| eager | torchscript | onnx | int8 |") == 4
-    assert "source a (2)" in out and "through prepare" in out and "naive" in out
-    assert "naive baseline, labels it gives (eager): " in out
-    assert (tmp_path / "o" / "confusion_photos_int8.png").is_file()
+    d = dry_run_weights.name
+    assert out.count(f"| {d}/eager | {d}/torchscript | {d}/onnx | {d}/int8 |") == 4
+    assert "source a (2)" in out and "through each model's preprocessing" in out and "naive" in out
+    assert f"naive baseline, labels it gives ({d}/eager): " in out
+    assert (tmp_path / "o" / f"confusion_photos_{d}_int8.png").is_file()
+
+
+def test_both_shipped_models_side_by_side(csv_folder, fashion_dir, tmp_path, capsys):
+    # Given the shipped models (weights/photo and weights/fmnist) and a labelled photo folder
+    # When evaluate runs over all models, one backend each
+    assert main(["--backends", "onnx", "--data-dir", str(fashion_dir), "--limit", "20", "--photos",
+                 str(csv_folder), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    # Then each model has its column on photos and on Fashion-MNIST PNGs, with ECE, and the naive baseline is
+    # the 28x28 model's only
+    assert out.count("| fmnist/onnx | photo/onnx |") == 2
+    assert "naive grey + resize baseline" in out and "| fmnist/onnx |\n" in out
 
 
 def test_label_shares_lists_the_labels_given_most_frequent_first():
