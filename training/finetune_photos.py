@@ -1,7 +1,7 @@
 """Fine-tune the shipped network on real photos mixed with Fashion-MNIST replay, then calibrate it.
 
     python -m training.finetune_photos --photos ../shared/datasets/realphoto-train \\
-        --resume weights/model.pt --steps 600 --threads 1 --out runs/best
+        --resume weights/fmnist/model.pt --steps 600 --threads 1 --out runs/best
     python -m training.finetune_photos --dry-run          # a few steps, a handful of photos, temp dir
 
 1. The photos are split deterministically (training/realphoto_split.py); the held-out part chooses and
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume is None:
         from pipeline.settings import load_settings
 
-        args.resume = load_settings().weights_dir / "model.pt"
+        args.resume = load_settings().weights_dir / "fmnist" / "model.pt"
     # The preprocessing the resumed model was trained with, and any overrides: a user's fine-tune of the
     # shipped weights prepares its photos exactly as they were prepared for those weights.
     base = json.loads((args.resume.parent / "manifest.json").read_text()).get("preprocess", {})
