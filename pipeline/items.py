@@ -9,6 +9,11 @@ class SourceUnavailable(RuntimeError):
     chunk later, never fail the item for it."""
 
 
+class ItemUnreadable(OSError):
+    """This item's bytes cannot be had, though the store answers (an object archived, shorter than listed, out
+    of range): the item fails alone, with this message."""
+
+
 @dataclass(frozen=True)
 class Span:
     """Where an archive member's data lies in its archive, as the scan found it, so that a worker can read it

@@ -144,6 +144,7 @@ class Settings(_FromEnviron):
     keep_uploads: bool = False  # keep spooled uploads after a job ends (they are deleted by default)
     retention_days: float = 30.0  # jobs, their results and uploads are purged this long after they end
     storage_retry_s: float = 15.0  # a chunk whose uploads cannot be read is given back for this long
+    storage_outage_s: float = 3600.0  # ... and once they have been unreadable this long, its items fail
     orphan_after_s: float = 3600.0  # spooled files no job owns (a crashed request, a lost clean-up) go after this
     housekeeping_every_s: float = 3600.0
     callback_allow_private: bool = False

@@ -302,7 +302,7 @@ def get_results(job_id: uuid.UUID):
             writer = csv.writer(buf)
             writer.writerow(CSV_HEADER)
             for r in reports.iter_results(svc.engine, job_id):
-                writer.writerow(csv_row(r, classes))
+                writer.writerow(csv_row(r, classes, job["status"]))
                 if buf.tell() > 65536:
                     yield buf.getvalue()
                     buf.seek(0)
@@ -316,7 +316,7 @@ def get_results(job_id: uuid.UUID):
     nxt = offset + limit
     return jsonify(
         id=str(job_id), status=job["status"], total=job["total"], offset=offset, limit=limit,
-        items=[item_json(r, classes) for r in page],
+        items=[item_json(r, classes, job["status"]) for r in page],
         next=external_url("api.get_results", job_id=str(job_id), offset=nxt, limit=limit)
         if nxt < job["total"] else None,
     )

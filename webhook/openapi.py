@@ -33,6 +33,7 @@ SCHEMAS: dict[str, dict] = {
         "id": {"type": "string", "format": "uuid"},
         "status": {"enum": ["queued", "running", "succeeded", "partial", "failed", "cancelled"]},
         "total": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"},
+        "cancelled": {"type": "integer"},
         "backend": {"type": "string"}, "pool": {"type": "string"}, "priority": {"enum": ["interactive", "bulk"]},
         "not_before": NULLABLE_STR, "created_at": {"type": "string"}, "started_at": NULLABLE_STR,
         "finished_at": NULLABLE_STR, "status_url": {"type": "string"}, "results_url": {"type": "string"},
@@ -52,7 +53,7 @@ SCHEMAS: dict[str, dict] = {
         "confidence": {"type": ["number", "null"]},
         "probabilities": {"type": ["array", "null"], "items": {"type": "number"}}, "error": NULLABLE_STR,
         "true_label": {"type": ["integer", "null"]}, "true_class_name": NULLABLE_STR,
-        "model_version": NULLABLE_STR}},
+        "model_version": NULLABLE_STR, "outcome": {"enum": ["labelled", "failed", "cancelled", "pending"]}}},
     "ResultPage": {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "integer"},
         "offset": {"type": "integer"}, "limit": {"type": "integer"}, "next": NULLABLE_STR,

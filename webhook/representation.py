@@ -9,7 +9,8 @@ from webhook import pages
 from webhook.extensions import services
 from webhook.links import external_url
 
-CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version")
+CSV_HEADER = ("name", "label", "class_name", "confidence", "error", "true_label", "true_class_name", "model_version",
+              "outcome")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -27,6 +28,7 @@ def job_json(job: dict) -> dict:
     jid = str(job["id"])
     return {
         "id": jid, "status": job["status"], "total": job["total"], "done": job["done"], "failed": job["failed"],
+        "cancelled": job["cancelled"],
         "backend": job["backend"], "pool": job["pool"], "priority": job["priority"],
         "not_before": _iso(job["not_before"]), "created_at": _iso(job["created_at"]),
         "started_at": _iso(job["started_at"]), "finished_at": _iso(job["finished_at"]),
@@ -64,10 +66,20 @@ def job_report(job: dict) -> dict:
     return body
 
 
-def item_json(row: dict, classes: list[str]) -> dict:
-    """One result as JSON: the predicted and (if the upload gave one) true class, and the model version."""
+def outcome(row: dict, job_status: str) -> str:
+    """What became of an item: labelled, failed, cancelled (skipped by a cancel) or pending."""
+    if row["label"] is not None:
+        return "labelled"
+    if row["error"] is not None:
+        return "failed"
+    return "cancelled" if job_status == "cancelled" else "pending"
+
+
+def item_json(row: dict, classes: list[str], job_status: str = "running") -> dict:
+    """One result as JSON: the predicted and (if the upload gave one) true class, the model version, and its
+    outcome."""
     label, truth = row["label"], row["true_label"]
-    return {
+    return {"outcome": outcome(row, job_status),
         "name": row["name"], "label": label, "class_name": classes[label] if label is not None else None,
         "confidence": row["confidence"], "probabilities": row["probabilities"], "error": row["error"],
         "true_label": truth, "true_class_name": classes[truth] if truth is not None else None,
@@ -75,9 +87,10 @@ def item_json(row: dict, classes: list[str]) -> dict:
     }
 
 
-def csv_row(row: dict, classes: list[str]) -> tuple:
+def csv_row(row: dict, classes: list[str], job_status: str = "running") -> tuple:
     """One result as a CSV row (CSV_HEADER's columns), its free-text cells neutralised."""
     label, truth = row["label"], row["true_label"]
     return (csv_cell(row["name"]), "" if label is None else label, classes[label] if label is not None else "",
             "" if row["confidence"] is None else f"{row['confidence']:.6f}", csv_cell(row["error"] or ""),
-            "" if truth is None else truth, classes[truth] if truth is not None else "", row["model_version"] or "")
+            "" if truth is None else truth, classes[truth] if truth is not None else "", row["model_version"] or "",
+            outcome(row, job_status))

@@ -12,14 +12,18 @@ from typing import Callable, Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.inference.classify import classify_items
-from pipeline.items import Outcome, SourceUnavailable
+from pipeline.inference.classify import INFER_BATCH, classify_items
+from pipeline.items import ItemUnreadable, Outcome, SourceUnavailable
 from pipeline.store import jobs, leases
 from pipeline.store.jobs import ChunkWork
 from workers.deadline import item_deadline
 
 log = logging.getLogger(__name__)
 POISON_ERROR = "skipped: this image crashed or stalled the worker on {n} attempts"
+OUTAGE_ERROR = "not classified: the storage holding it could not be read for over {s:g} s"
+# The item's own fault, though the store answers: it is missing, access to it is denied, it is archived or
+# shorter than listed. The item fails with the message; any other OSError is the storage's (a flaky mount).
+ITEM_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ItemUnreadable)
 
 
 class StorageUnavailable(SourceUnavailable):
@@ -70,23 +74,36 @@ def work_chunk(rt, work: ChunkWork, job_ended: Callable[[object], None]) -> dict
             with item_deadline(limit):
                 try:
                     return rt.read(work.job_id, spec)
-                except OSError as exc:  # a missing or flaky mount: the image is fine, the storage is not
+                except ITEM_ERRORS:
+                    raise  # this item fails alone, saying why
+                except OSError as exc:  # a flaky mount: the image is fine, the storage is not
                     raise StorageUnavailable(f"uploads of job {work.job_id} cannot be read: {exc}") from exc
 
         def prepared(data: bytes):
             with item_deadline(limit):
                 return prepare(data, cfg, max_pixels=max_pixels)
 
+        outcomes = []
         try:
             with lease_kept(rt, work):
                 rt.plan(work.job_id, work.items)  # an object store fetches neighbouring members together
-                outcomes = classify_items(work.seqs, work.items, read=read, prepare=prepared,
-                                          predict=backend.predict)
+                for i in range(0, len(work.seqs), INFER_BATCH):
+                    if i and jobs.is_cancelled(rt.engine, work.job_id):
+                        log.info("chunk %s stopped: its job was cancelled", work.chunk_id)
+                        break  # the labels given so far are kept; the rest of the job is cancelled
+                    outcomes += classify_items(work.seqs[i:i + INFER_BATCH], work.items[i:i + INFER_BATCH],
+                                               read=read, prepare=prepared, predict=backend.predict)
         except SourceUnavailable as exc:
-            # Nothing is wrong with the images: give the chunk back for a while, go on with other work.
-            log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
-            leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)
-            return {"chunk": work.chunk_id, "deferred_s": s.storage_retry_s}
+            # Nothing is wrong with the images: give the chunk back for a while, go on with other work, unless
+            # the storage has been unreadable for longer than FB_STORAGE_OUTAGE_S: then its items fail.
+            if leases.unavailable_for(rt.engine, work.chunk_id) < s.storage_outage_s:
+                log.warning("chunk %s deferred %g s: %s", work.chunk_id, s.storage_retry_s, exc)
+                leases.defer(rt.engine, work.chunk_id, rt.holder, s.storage_retry_s)
+                return {"chunk": work.chunk_id, "deferred_s": s.storage_retry_s}
+            log.error("chunk %s: storage unreadable past FB_STORAGE_OUTAGE_S, its items fail: %s", work.chunk_id, exc)
+            decided = {o.seq for o in outcomes}
+            outcomes += [Outcome(seq, error=OUTAGE_ERROR.format(s=s.storage_outage_s))
+                         for seq in work.seqs if seq not in decided]
     final = jobs.write_results(rt.engine, work, outcomes, model_version=rt.manifest.version)
     if final is not None:
         job_ended(work.job_id)

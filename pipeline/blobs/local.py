@@ -14,7 +14,7 @@ from typing import BinaryIO, Sequence
 from urllib.parse import unquote, urlparse
 
 from pipeline.images.archive import ArchiveError, read_member
-from pipeline.items import ItemSpec
+from pipeline.items import ItemSpec, SourceUnavailable
 from pipeline.settings import Limits, Settings
 
 
@@ -75,6 +75,9 @@ class ItemReader:
     def read(self, job_id: uuid.UUID, item: ItemSpec) -> bytes:
         """The bytes of one image; raises OSError or ArchiveError if they cannot be had."""
         path = job_dir(self.storage_dir, job_id) / Path(item.source).name
+        if not path.parent.is_dir():
+            # The whole job folder is gone: the storage is not mounted here (or not yet), no fault of the item.
+            raise SourceUnavailable(f"the job folder of {job_id} is not there: is the storage mounted?")
         if item.member is None:
             size = path.stat().st_size
             if size > self.limits.max_entry_bytes:

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.items import SourceUnavailable
+from pipeline.items import ItemUnreadable, SourceUnavailable
 from pipeline.settings import Settings
 
-_MISSING = ("NoSuchKey", "404", "NotFound")
+_MISSING = ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+_DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
+# The store answered, about this object: archived (Glacier, Deep Archive), or a range past its end.
+_UNREADABLE = {"InvalidObjectState": "archived, not readable until restored",
+               "InvalidRange": "shorter than its listing said", "416": "shorter than its listing said"}
 
 
 def client(settings: Settings) -> Any:
@@ -44,14 +48,19 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def translate(exc: Exception, what: str) -> Exception:
-    """The exception to raise for a botocore error: FileNotFoundError for a missing object, else
-    SourceUnavailable (endpoint unreachable, timeouts, throttling, 5xx, refused credentials)."""
+    """The exception to raise for a botocore error: for one object's own fault, FileNotFoundError (missing),
+    PermissionError (access denied) or ItemUnreadable (archived, out of range), which fail its item alone;
+    else SourceUnavailable (endpoint unreachable, timeouts, throttling, 5xx), which defers it."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _MISSING:
             return FileNotFoundError(f"{what}: no such object")
+        if code in _DENIED:
+            return PermissionError(f"{what}: access denied")
+        if code in _UNREADABLE:
+            return ItemUnreadable(f"{what}: {_UNREADABLE[code]}")
         return SourceUnavailable(f"the object store refused {what}: {code or exc}")
     return SourceUnavailable(f"the object store cannot be reached ({what}): {exc}")
 
@@ -61,3 +70,9 @@ def boto_errors() -> tuple[type[Exception], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     return (BotoCoreError, ClientError)
+
+
+def outage(exc: Exception, what: str) -> SourceUnavailable:
+    """`translate` for the store's own operations (uploads, deletions): any failure there is the store's."""
+    error = translate(exc, what)
+    return error if isinstance(error, SourceUnavailable) else SourceUnavailable(str(error))

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Sequence
 
-from pipeline.blobs.s3 import boto_errors, client, parse_url, translate
+from pipeline.blobs.s3 import boto_errors, client, outage, parse_url, translate
 from pipeline.blobs.s3_reader import S3Reader
 from pipeline.items import SourceUnavailable
 from pipeline.settings import Limits, Settings
@@ -79,7 +79,7 @@ class StreamingPart:
                                                   MultipartUpload={"Parts": parts})
             self.done = True
         except boto_errors() as exc:
-            raise translate(exc, f"upload to s3://{self.bucket}/{self.key}") from None
+            raise outage(exc, f"upload to s3://{self.bucket}/{self.key}") from None
 
     def abort(self) -> None:
         """Give up an unfinished upload (the request was refused or failed) and release the file."""
@@ -141,7 +141,7 @@ class S3Store:
             except Exception as exc:  # noqa: BLE001 - boto3's transfer layer wraps errors in its own types
                 cause = exc.__cause__ if exc.__cause__ is not None else exc
                 error = cause if isinstance(cause, boto_errors()) else exc
-                raise translate(error, f"upload to s3://{self.bucket}") from None
+                raise outage(error, f"upload to s3://{self.bucket}") from None
 
         streaming = {s.part_name: s for s in streams if isinstance(s, StreamingPart)}
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -161,7 +161,7 @@ class S3Store:
                 if keys:
                     self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
         except boto_errors() as exc:
-            raise translate(exc, f"deleting s3://{self.bucket}/{prefix}") from None
+            raise outage(exc, f"deleting s3://{self.bucket}/{prefix}") from None
 
     def check(self) -> None:
         """HEAD the bucket: SourceUnavailable if the endpoint does not answer, refuses us, or has no such bucket."""

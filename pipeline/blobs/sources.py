@@ -48,6 +48,8 @@ def _listing(s3: Any, bucket: str, prefix: str, most: int) -> list[tuple[str, in
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("NoSuchBucket", "404", "NotFound"):
             raise SourceRefused(f"no bucket {bucket!r} at the object store") from None
+        if isinstance(error := translate(exc, f"s3://{bucket}/{prefix}"), PermissionError):
+            raise SourceRefused(f"the object store denies listing s3://{bucket}/{prefix}") from None
         raise translate(exc, f"listing s3://{bucket}/{prefix}") from None
     return found
 

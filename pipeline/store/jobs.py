@@ -16,7 +16,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -138,7 +137,9 @@ def write_results(engine: Engine, work: ChunkWork, outcomes: Sequence[Outcome],
     Returns the job's final status if this write completed the job, else None.
     """
     with engine.begin() as conn:
-        _lock_job(conn, work.job_id)
+        if _lock_job(conn, work.job_id) == "cancelled":
+            # Cancelled meanwhile: the labels given are kept, but an item the cancel skipped is not "failed".
+            outcomes = [o for o in outcomes if o.label is not None]
         if outcomes:
             conn.execute(
                 pg_insert(results).on_conflict_do_nothing(index_elements=["job_id", "seq"]),
@@ -175,7 +176,9 @@ def finish_if_complete(conn: Connection, job_id: uuid.UUID) -> str | None:
 
 
 def cancel_job(engine: Engine, job_id: uuid.UUID) -> str | None:
-    """Cancel a job: pending items get a 'cancelled' error, queued chunks are skipped; labelled items stay.
+    """Cancel a job: its unfinished chunks are skipped (a running one stops at its next batch), labelled items
+    stay, and every item without a result counts as cancelled. A few rows change whatever the job's size, so
+    the job's lock is held for milliseconds: no worker waits on it.
 
     Returns the job's status afterwards, or None if the job does not exist.
     """
@@ -185,11 +188,6 @@ def cancel_job(engine: Engine, job_id: uuid.UUID) -> str | None:
             return None
         if job["status"] in FINAL:
             return job["status"]
-        conn.execute(text(
-            "insert into results (job_id, seq, error) select i.job_id, i.seq, 'cancelled' from items i "
-            "where i.job_id = :job and not exists "
-            "(select 1 from results r where r.job_id = i.job_id and r.seq = i.seq) on conflict do nothing"
-        ), {"job": job_id})
         conn.execute(update(chunks).where(chunks.c.job_id == job_id, chunks.c.status.in_(("queued", "running")))
                      .values(status="cancelled", updated_at=func.now()))
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(status="cancelled", finished_at=func.now()))
@@ -198,10 +196,16 @@ def cancel_job(engine: Engine, job_id: uuid.UUID) -> str | None:
     return "cancelled"
 
 
-def _lock_job(conn: Connection, job_id: uuid.UUID) -> None:
+def _lock_job(conn: Connection, job_id: uuid.UUID) -> str | None:
     # Every transaction that changes a job's chunks locks the job row first, in this one order, so a
-    # cancel (job, then chunks) and a worker (chunk, then job) can never deadlock.
-    conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+    # cancel (job, then chunks) and a worker (chunk, then job) can never deadlock. Returns its status.
+    return conn.execute(select(jobs.c.status).where(jobs.c.id == job_id).with_for_update()).scalar()
+
+
+def is_cancelled(engine: Engine, job_id: uuid.UUID) -> bool:
+    """True once the job has been cancelled (a running chunk asks between batches)."""
+    with engine.connect() as conn:
+        return conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar() == "cancelled"
 
 
 def callback_id(engine: Engine, job_id: uuid.UUID) -> int | None:
@@ -220,7 +224,8 @@ def _counts(conn: Connection, job_id: uuid.UUID) -> tuple[int, int]:
 def _record_callback(conn: Connection, job, status: str, done: int, failed: int) -> None:
     if not job["callback_url"]:
         return
-    payload = {"id": str(job["id"]), "status": status, "total": job["total"], "done": done, "failed": failed}
+    payload = {"id": str(job["id"]), "status": status, "total": job["total"], "done": done, "failed": failed,
+               "cancelled": job["total"] - done - failed if status == "cancelled" else 0}
     conn.execute(
         pg_insert(callbacks).values(job_id=job["id"], url=job["callback_url"], status="pending", payload=payload,
                                     next_attempt_at=func.now())

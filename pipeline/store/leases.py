@@ -2,9 +2,11 @@
 
 A Redis message only wakes a worker up ("pool X has work"); which chunk it gets is decided here, so a job
 whose messages were never published is still served, and duplicated messages change nothing. A chunk is
-handed to at most one live holder ("host:pid"). An attempt counts when a chunk is first leased and when a
-lease is taken over because it lapsed or its holder process died; a holder resuming its own chunk (after a
-database error, say) is not a new attempt.
+handed to at most one live holder ("host:pid"). A holder is live while its lease is: it renews it every third
+of FB_LEASE_S, and liveness is judged from that alone, never from a local pid (containers that share a host
+name but not a PID namespace would take each other's chunks). An attempt counts when a chunk is first leased
+and when a lapsed lease is taken over; a holder resuming its own chunk (after a database error, say) is not a
+new attempt.
 
 Fair share: of the claimable chunks of a pool, a worker gets the one whose API key, then whose job, has the
 fewest chunks in flight, interactive jobs before bulk ones, then the oldest job first. A one-image job that
@@ -24,12 +26,11 @@ from pipeline.store.schema import chunks, items, jobs, results
 
 _HOST = socket.gethostname()
 
-# Chunks a holder may take: queued ones, running ones whose lease lapsed, its own, and (checked in Python)
-# those of dead processes on this host. Jobs that ended, or whose not_before is still ahead, give none.
+# Chunks a holder may take: queued ones, running ones whose lease lapsed, and its own. Jobs that ended, or
+# whose not_before is still ahead, give none.
 _CLAIMABLE = """
     ((c.status = 'queued' and (c.lease_until is null or c.lease_until < now()))
-     or (c.status = 'running' and (c.lease_until is null or c.lease_until < now()
-                                   or c.leased_by = :holder or c.leased_by like :local)))
+     or (c.status = 'running' and (c.lease_until is null or c.lease_until < now() or c.leased_by = :holder)))
     and j.status in ('queued', 'running') and (j.not_before is null or j.not_before <= now())
 """
 
@@ -48,7 +49,6 @@ left join per_key k on k.api_key_id is not distinct from j.api_key_id
 where c.pool = :pool and {_CLAIMABLE}
   and (cast(:version as text) is null or j.model_version is null or j.model_version = cast(:version as text))
 order by (c.leased_by is not distinct from :holder) desc,
-         (c.status = 'running' and c.lease_until >= now()) asc,  -- a live local holder is only checked last
          (j.priority = 'interactive') desc,
          coalesce(k.n, 0), coalesce(l.n, 0), j.created_at, c.start_seq
 limit :limit
@@ -56,7 +56,7 @@ limit :limit
 
 _CLAIMABLE_COUNTS = text(f"""
 select c.pool, count(*) from chunks c join jobs j on j.id = c.job_id
-where {_CLAIMABLE.replace(":holder", "''").replace(":local", "''")} group by c.pool
+where {_CLAIMABLE.replace(":holder", "''")} group by c.pool
 """)
 
 
@@ -65,27 +65,13 @@ def holder_id() -> str:
     return f"{_HOST}:{os.getpid()}"
 
 
-def _dead_here(leased_by: str | None) -> bool:
-    """True if `leased_by` names a process on this host that no longer exists."""
-    host, _, pid = (leased_by or "").rpartition(":")
-    if host != _HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def lease_next(engine: Engine, pool: str, holder: str, lease_s: float,
                model_version: str | None = None) -> ChunkWork | None:
     """Lease the next chunk of `pool` for `holder` (fair order); None when nothing is claimable now.
 
     With `model_version`, jobs pinned to other weights are left to workers that have them.
     """
-    params = {"pool": pool, "holder": holder, "local": f"{_HOST}:%", "limit": 32, "version": model_version}
+    params = {"pool": pool, "holder": holder, "limit": 32, "version": model_version}
     with engine.connect() as conn:
         candidates = conn.execute(_CANDIDATES, params).scalars().all()
     for chunk_id in candidates:
@@ -120,9 +106,8 @@ def claim(engine: Engine, chunk_id: int, holder: str, lease_s: float,
             return None  # deferred (its storage could not be read): not yet
         mine = row["leased_by"] == holder
         if row["status"] == "running" and not mine:
-            lapsed = row["lease_until"] is None or row["lease_until"] < row["now"]
-            if not (lapsed or _dead_here(row["leased_by"])):
-                return None
+            if row["lease_until"] is not None and row["lease_until"] >= row["now"]:
+                return None  # its holder renews it: live, wherever it runs
         attempts = row["attempts"] if mine and row["status"] == "running" else row["attempts"] + 1
         conn.execute(update(chunks).where(chunks.c.id == chunk_id).values(
             status="running", attempts=attempts, leased_by=holder, started_at=func.now(), updated_at=func.now(),
@@ -161,9 +146,20 @@ def renew(engine: Engine, chunk_id: int, holder: str, lease_s: float) -> bool:
 def defer(engine: Engine, chunk_id: int, holder: str, seconds: float) -> None:
     """Give a chunk back for `seconds` (its uploads cannot be read now); this lease is not counted an attempt."""
     with engine.begin() as conn:
-        conn.execute(update(chunks).where(chunks.c.id == chunk_id, chunks.c.leased_by == holder).values(
+        conn.execute(update(chunks).where(chunks.c.id == chunk_id, chunks.c.leased_by == holder,
+                                          chunks.c.status == "running").values(
             status="queued", leased_by=None, attempts=chunks.c.attempts - 1, updated_at=func.now(),
             lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)))
+
+
+def unavailable_for(engine: Engine, chunk_id: int) -> float:
+    """Seconds since the chunk's storage was first found unreadable (0.0 the first time, which starts the clock)."""
+    with engine.begin() as conn:
+        return float(conn.execute(
+            update(chunks).where(chunks.c.id == chunk_id)
+            .values(unavailable_since=func.coalesce(chunks.c.unavailable_since, func.now()))
+            .returning(func.extract("epoch", func.now() - chunks.c.unavailable_since))
+        ).scalar() or 0.0)
 
 
 def claimable_counts(engine: Engine) -> dict[str, int]:
@@ -175,7 +171,7 @@ def claimable_counts(engine: Engine) -> dict[str, int]:
 def queued_behind(engine: Engine, job: dict) -> int:
     """About how many chunks are served before this job's first: every claimable chunk of a higher-priority
     job, and one turn for each older job of its priority that has none in flight yet (the fair order)."""
-    claimable = _CLAIMABLE.replace(":holder", "''").replace(":local", "''")
+    claimable = _CLAIMABLE.replace(":holder", "''")
     with engine.connect() as conn:
         return int(conn.execute(text(f"""
             with waiting as (

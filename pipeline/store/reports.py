@@ -10,7 +10,7 @@ from pipeline.store.schema import chunks, items, jobs, results
 
 
 def job_status(engine: Engine, job_id: uuid.UUID, api_key_id: uuid.UUID | None) -> dict | None:
-    """The job's row with `done` and `failed` counts, if it exists and belongs to `api_key_id`."""
+    """The job's row with `done`, `failed` and `cancelled` counts, if it exists and belongs to `api_key_id`."""
     with engine.connect() as conn:
         job = conn.execute(select(jobs).where(jobs.c.id == job_id, _owned(api_key_id))).mappings().first()
         if job is None:
@@ -18,7 +18,13 @@ def job_status(engine: Engine, job_id: uuid.UUID, api_key_id: uuid.UUID | None) 
         done, failed = conn.execute(
             select(func.count(results.c.label), func.count(results.c.error)).where(results.c.job_id == job_id)
         ).one()
-    return {**job, "done": int(done), "failed": int(failed)}
+    return _with_cancelled({**job, "done": int(done), "failed": int(failed)})
+
+
+def _with_cancelled(job: dict) -> dict:
+    # Items a cancel skipped have no result row: they are counted here, never as failed.
+    job["cancelled"] = job["total"] - job["done"] - job["failed"] if job["status"] == "cancelled" else 0
+    return job
 
 
 def list_jobs(engine: Engine, api_key_id: uuid.UUID, offset: int, limit: int) -> list[dict]:
@@ -31,7 +37,7 @@ def list_jobs(engine: Engine, api_key_id: uuid.UUID, offset: int, limit: int) ->
             select(jobs, count(results.c.label).label("done"), count(results.c.error).label("failed"))
             .where(jobs.c.api_key_id == api_key_id).order_by(jobs.c.created_at.desc()).offset(offset).limit(limit)
         ).mappings().all()
-    return [dict(r) for r in rows]
+    return [_with_cancelled(dict(r)) for r in rows]
 
 
 def _owned(api_key_id: uuid.UUID | None):

@@ -36,6 +36,7 @@ api_keys = Table(
     _now(),
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
+    Column("sources", ARRAY(Text)),  # s3://BUCKET/PREFIX/ a key may make jobs from; none unless granted
 )
 
 jobs = Table(
@@ -97,6 +98,9 @@ chunks = Table(
     # works, and once it lapses (or the holder process is gone) another worker takes the chunk over.
     Column("lease_until", DateTime(timezone=True)),
     Column("leased_by", Text),
+    # Set when the chunk is first given back because its storage could not be read: an outage longer than
+    # FB_STORAGE_OUTAGE_S fails the chunk's items, saying why, rather than deferring them for ever.
+    Column("unavailable_since", DateTime(timezone=True)),
     Index("ix_chunks_job", "job_id"),
     Index("ix_chunks_pool_status", "pool", "status"),
     Index("ix_chunks_status_updated", "status", "updated_at"),

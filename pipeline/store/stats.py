@@ -19,7 +19,10 @@ select (select count(label) from results) as labelled,
        (select count(error) from results) as failed,
        (select coalesce(sum(total), 0) from jobs where status in ('queued', 'running'))
        - (select count(*) from results r join jobs j on j.id = r.job_id where j.status in ('queued', 'running'))
-         as pending
+         as pending,
+       (select coalesce(sum(total), 0) from jobs where status = 'cancelled')
+       - (select count(*) from results r join jobs j on j.id = r.job_id where j.status = 'cancelled')
+         as cancelled
 """)
 _CHUNKS = text("""
 select pool, status, count(*) from chunks where status in ('queued', 'running') group by pool, status

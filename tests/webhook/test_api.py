@@ -94,13 +94,19 @@ def test_a_key_lists_only_its_own_jobs_newest_first(client, api_key, engine):
     assert all({"status", "total", "done", "failed", "status_url"} <= set(j) for j in listed)
 
 
-def test_cancel_ends_the_job_and_fails_pending_items(client, api_key):
+def test_cancel_ends_the_job_and_counts_pending_items_cancelled_not_failed(client, api_key):
     # Given a job on a pool no test worker serves, so that it is still queued when cancelled
     job = upload(client, api_key, [("a.png", garment_png()), ("b.png", garment_png())], pool="gpu").get_json()
     resp = client.delete(job["status_url"], headers={"X-API-Key": api_key})
-    assert resp.status_code == 200 and resp.get_json()["status"] == "cancelled"
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "cancelled"
+    assert (body["failed"], body["cancelled"]) == (0, 2)
     items = client.get(job["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]
-    assert {i["error"] for i in items} <= {"cancelled", None}
+    assert [(i["error"], i["outcome"]) for i in items] == [(None, "cancelled")] * 2
+    csv_text = client.get(job["results_url"] + "?format=csv", headers={"X-API-Key": api_key}).get_data(as_text=True)
+    assert [line.rsplit(",", 1)[-1] for line in csv_text.splitlines()[1:]] == ["cancelled"] * 2
+    page = client.get(job["page_url"]).get_data(as_text=True)
+    assert "2 cancelled" in page and "0 failed" in page
     assert client.delete(job["status_url"], headers={"X-API-Key": api_key}).status_code == 409
 
 
@@ -109,7 +115,7 @@ def test_results_csv_has_the_documented_header(client, api_key):
     resp = client.get(job["results_url"] + "?format=csv", headers={"X-API-Key": api_key})
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()
-    assert lines[0] == "name,label,class_name,confidence,error,true_label,true_class_name,model_version"
+    assert lines[0] == "name,label,class_name,confidence,error,true_label,true_class_name,model_version,outcome"
     assert lines[1].startswith('"a,b.png",')
 
 

@@ -71,3 +71,17 @@ def test_a_database_outage_is_a_metric_not_an_error(settings):
     samples = scrape(create_app(bad).test_client())
     # Then the scrape still answers, saying the database is down
     assert total(samples, "fashion_batch_database_up") == 0
+
+
+def test_cancelled_items_are_their_own_outcome_not_failed(client, api_key):
+    # Given a scrape, then a 3-image job on a pool no test worker serves, cancelled while queued
+    before = scrape(client)
+    files = [(io.BytesIO(garment_png(fmt="JPEG")), f"{i}.jpg") for i in range(3)]
+    job = client.post("/v1/jobs", data={"files": files, "pool": "gpu"}, headers={"X-API-Key": api_key},
+                      content_type="multipart/form-data").get_json()
+    assert client.delete(job["status_url"], headers={"X-API-Key": api_key}).status_code == 200
+    after = scrape(client)
+    # Then its three items count as cancelled, and not one as failed
+    assert total(after, "fashion_batch_items", outcome="cancelled") == \
+        total(before, "fashion_batch_items", outcome="cancelled") + 3
+    assert total(after, "fashion_batch_items", outcome="failed") == total(before, "fashion_batch_items", outcome="failed")

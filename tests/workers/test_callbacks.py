@@ -106,7 +106,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_recorded(e
     # And every attempt carried the same event id, so the receiver can drop duplicates
     assert len({headers["webhook-id"] for headers, _ in hook.calls}) == 1
     assert json.loads(hook.calls[-1][1]) == {"id": str(job_id), "status": "partial", "total": 2, "done": 1,
-                                             "failed": 1}
+                                             "failed": 1, "cancelled": 0}
 
 
 def test_delivery_gives_up_after_the_attempt_limit(engine, receiver):

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select, text, update
 
 from pipeline.items import ItemSpec, Outcome
-from pipeline.store import jobs, leases
+from pipeline.store import jobs, leases, reports
 from pipeline.store.schema import callbacks, chunks, results
 from pipeline.store.schema import jobs as jobs_table
 
@@ -91,7 +91,7 @@ def test_job_ends_once_with_the_right_status_when_chunks_finish_together(engine)
                                 .where(callbacks.c.job_id == job_id)).scalar() == 1
 
 
-def test_cancel_keeps_labelled_items_and_skips_the_rest(engine):
+def test_cancel_keeps_labelled_items_and_counts_the_rest_cancelled_not_failed(engine):
     job_id, ids = new_job(engine, 6)
     work = claim(engine, ids[0])
     jobs.write_results(engine, work, labelled(work))
@@ -99,7 +99,26 @@ def test_cancel_keeps_labelled_items_and_skips_the_rest(engine):
     assert claim(engine, ids[1]) is None
     with engine.connect() as conn:
         rows = dict(conn.execute(select(results.c.seq, results.c.error).where(results.c.job_id == job_id)).all())
-    assert rows == {0: None, 1: None, 2: "cancelled", 3: "cancelled", 4: "cancelled", 5: "cancelled"}
+    # Then the labels stay, the skipped items are cancelled (no result row to write), and none is failed
+    assert rows == {0: None, 1: None}
+    status = reports.job_status(engine, job_id, None)
+    assert (status["done"], status["failed"], status["cancelled"]) == (2, 0, 4)
+
+
+def test_cancelling_a_large_job_writes_a_few_rows_whatever_its_size(engine):
+    # Given a 20,000-item job, one chunk of which is running
+    job_id, ids = new_job(engine, 20_000, chunk_size=512, first=16)
+    work = claim(engine, ids[0])
+    # When it is cancelled, and the running chunk then writes its outcomes (one label, the rest errors)
+    assert jobs.cancel_job(engine, job_id) == "cancelled"
+    outcomes = [Outcome(work.seqs[0], label=1, confidence=1.0, probabilities=[0.0] * 10)]
+    jobs.write_results(engine, work, outcomes + [Outcome(s, error="file could not be read") for s in work.seqs[1:]])
+    # Then no result row was written for the skipped items, and nothing counts as failed
+    with engine.connect() as conn:
+        written = conn.execute(select(func.count()).select_from(results).where(results.c.job_id == job_id)).scalar()
+    status = reports.job_status(engine, job_id, None)
+    assert written == 1 and (status["done"], status["failed"], status["cancelled"]) == (1, 0, 19_999)
+    assert jobs.is_cancelled(engine, job_id)
 
 
 def test_bisect_halves_the_pending_items(engine):

@@ -44,16 +44,23 @@ def test_a_lapsed_lease_is_taken_over_and_that_counts_an_attempt(engine):
     assert not leases.renew(engine, ids[0], "host-a:1", 60) and leases.renew(engine, ids[0], "host-b:2", 60)
 
 
-def test_a_dead_process_on_this_host_loses_its_chunk_at_once(engine):
+def test_a_live_lease_is_kept_whatever_the_local_pid_table_says(engine):
+    # Given a chunk leased by "this host" under a pid that does not exist here (another container sharing the
+    # host name, e.g. host networking, but not the PID namespace), whose lease is live
     import subprocess
     import sys
 
     p = pool()
     _, ids = job(engine, 2, p)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = f"{leases.holder_id().rpartition(':')[0]}:{gone.stdout.strip()}"
-    leases.lease_next(engine, p, dead, 600)
-    # When a live worker on the same host looks, the lease still has ten minutes to go, but its holder is gone
+    elsewhere = f"{leases.holder_id().rpartition(':')[0]}:{gone.stdout.strip()}"
+    leases.lease_next(engine, p, elsewhere, 600)
+    # When a worker here looks / Then it leaves the chunk alone: liveness comes from the lease, not the pid
+    assert leases.lease_next(engine, p, leases.holder_id(), 60) is None
+    assert leases.claim(engine, ids[0], leases.holder_id(), 60) is None
+    # And once the lease lapses (the holder stopped renewing), the chunk is taken over as one more attempt
+    with engine.begin() as conn:
+        conn.execute(update(chunks).where(chunks.c.id == ids[0]).values(lease_until=func.now() - text("interval '1s'")))
     taken = leases.lease_next(engine, p, leases.holder_id(), 60)
     assert taken is not None and taken.chunk_id == ids[0] and taken.attempts == 2
 
