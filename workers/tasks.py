@@ -112,12 +112,17 @@ def housekeeping(self) -> dict:
     from pipeline.store import retention
 
     s, engine = runtime.settings(), runtime.engine()
-    purged = retention.purge_jobs(engine, s.retention_days)
     store = open_store(s)
-    for job_id in purged:
-        store.remove_job(job_id)  # the job's uploads, in a folder or a bucket
+
+    def remove_uploads(ids) -> None:
+        for job_id in ids:
+            store.remove_job(job_id)  # the job's uploads, in a folder or a bucket
+
+    purged, more = retention.purge_jobs(engine, s.retention_days, on_purged=remove_uploads)
+    if more:
+        housekeeping.apply_async(queue="control")  # more are due: go on in a fresh task, each run bounded
     spooled, folders = local.stale_entries(s.storage_dir, s.orphan_after_s)
     alive = retention.statuses(engine, folders)
     ended = [f for j, f in folders.items() if j not in alive or (alive[j] in jobs.FINAL and not s.keep_uploads)]
     local.remove(spooled + ended)
-    return {"purged_jobs": len(purged), "spooled_files": len(spooled), "job_folders": len(ended)}
+    return {"purged_jobs": len(purged), "more_due": more, "spooled_files": len(spooled), "job_folders": len(ended)}
