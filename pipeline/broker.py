@@ -8,6 +8,10 @@ from kombu import Queue
 
 from pipeline.settings import POOLS, Settings
 
+# Completion callbacks have a queue and worker of their own (threads): a slow receiver, held up to its
+# deadline, never delays dispatch, the reconciler or housekeeping on `control`.
+CALLBACKS = "callbacks"
+
 
 def broker_url(settings: Settings) -> str:
     """The Redis URL, or a clear error when neither REDIS_URL nor the local launcher provided one."""
@@ -23,12 +27,12 @@ def create_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
     """
     app = Celery("fashion_batch", broker=broker_url(settings), include=list(include))
     app.conf.update(
-        task_queues=[Queue(name) for name in (*POOLS, "control")],
+        task_queues=[Queue(name) for name in (*POOLS, "control", CALLBACKS)],
         task_default_queue="control",
         task_routes={"workers.tasks.reconcile": {"queue": "control"},
                      "workers.tasks.dispatch": {"queue": "control"},
                      "workers.tasks.housekeeping": {"queue": "control"},
-                     "workers.tasks.deliver_callback": {"queue": "control"}},
+                     "workers.tasks.deliver_callback": {"queue": CALLBACKS}},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,  # results live in PostgreSQL

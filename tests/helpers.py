@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class WorkerProcess:
     """A real `celery worker` subprocess with its own log file."""
 
-    def __init__(self, env: dict[str, str], *, concurrency: int = 1, queues: str = "cpu,control",
+    def __init__(self, env: dict[str, str], *, concurrency: int = 1, queues: str = "cpu,control,callbacks",
                  name: str = "w", extra: list[str] | None = None):
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.concurrency, self.queues, self.name, self.extra = concurrency, queues, name, extra or []

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from pipeline import pools
+from pipeline.broker import CALLBACKS
 from pipeline.callbacks import CallbackURLError, check_url
 from pipeline.images.archive import ArchiveError, LimitExceeded
 from pipeline.images.ingest import IngestError, Part, display_name, list_items
@@ -283,7 +284,7 @@ def cancel_job(job_id: uuid.UUID):
         _forget_files(job_id)
     if (cb := jobs.callback_id(svc.engine, job_id)) is not None:
         try:
-            svc.celery.send_task("workers.tasks.deliver_callback", args=(cb,), queue="control",
+            svc.celery.send_task("workers.tasks.deliver_callback", args=(cb,), queue=CALLBACKS,
                                  retry=True, retry_policy={"max_retries": 1})
         except (BrokerError, RedisError, OSError):
             pass  # the reconciler delivers it once the broker is back

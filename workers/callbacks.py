@@ -1,8 +1,10 @@
 """Delivering completion callbacks: one signed attempt in flight per callback, each recorded.
 
 The `deliver_callback` task calls `deliver`; the reconciler schedules the retries, so a retry survives any
-restart (its time is kept in PostgreSQL, not in a broker's ETA queue). Runs in the control worker, which
-loads no model: a slow receiver holds nothing but that process, and never for longer than the deadline.
+restart (its time is kept in PostgreSQL, not in a broker's ETA queue). Runs in the callbacks worker, which
+loads no model, on the `callbacks` queue: a slow receiver holds one of its threads, never for longer than the
+deadline, and never the control queue's dispatch or housekeeping. An attempt is only made once its
+`next_attempt_at` has come, so a duplicate message cannot spend the attempts ahead of the backoff.
 """
 from __future__ import annotations
 
@@ -90,6 +92,8 @@ def deliver(engine: Engine, callback_id: int, *, allow_private: bool, timeout_s:
             return row["status"]
         if row["in_flight_until"] is not None and row["in_flight_until"] > row["now"]:
             return "in-flight"
+        if row["next_attempt_at"] is not None and row["next_attempt_at"] > row["now"]:
+            return "not-due"  # a duplicate message: the backoff stands, the reconciler sends it when due
         attempt = row["attempts"] + 1
         # Claim the attempt first: no second attempt starts while this one may still be talking to the receiver.
         conn.execute(update(callbacks).where(callbacks.c.id == callback_id).values(

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from pipeline.broker import CALLBACKS
 from pipeline.items import SourceUnavailable
 from pipeline.store import jobs, leases
 from pipeline.store import reconcile as rec
@@ -83,7 +84,7 @@ def job_ended(job_id: uuid.UUID) -> None:
             log.warning("job %s: its parts could not be deleted (%s); the bucket's lifecycle rule will", job_id, exc)
     cb = jobs.callback_id(runtime.engine(), job_id)
     if cb is not None:
-        deliver_callback.apply_async((cb,), queue="control")  # else the reconciler sends it
+        deliver_callback.apply_async((cb,), queue=CALLBACKS)  # else the reconciler sends it
 
 
 @shared_task(bind=True, name="workers.tasks.deliver_callback", **_RETRY)
@@ -101,7 +102,7 @@ def reconcile(self) -> dict:
     """Send callbacks whose retry time has come."""
     due = rec.due_callbacks(runtime.engine())
     for cb in due:
-        deliver_callback.apply_async((cb,), queue="control")
+        deliver_callback.apply_async((cb,), queue=CALLBACKS)
     return {"callbacks": len(due)}
 
 

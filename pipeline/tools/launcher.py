@@ -89,6 +89,12 @@ def _port_free(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) != 0
 
 
+def callback_worker(py: str) -> list[str]:
+    """The command of the callbacks worker (threads: deliveries wait on the network, not the CPU)."""
+    return [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "callbacks", "-n", "callbacks@%h",
+            "-P", "threads", "-c", "8", "--loglevel", "INFO"]
+
+
 def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
     py = sys.executable
     concurrency = settings.pool_processes
@@ -97,9 +103,11 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
                 "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "300"],
         "worker": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "cpu", "-n", "cpu@%h",
                    "-c", str(concurrency), "--loglevel", "INFO"],
-        # Callbacks, dispatch and the reconciler: one process that loads no model.
+        # Dispatch, the reconciler and housekeeping: one process that loads no model.
         "control": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "control", "-n", "control@%h",
                     "-c", "1", "--loglevel", "INFO"],
+        # Completion callbacks apart, on threads: a slow receiver holds one thread, never the scheduling above.
+        "callbacks": callback_worker(py),
         "beat": [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                  "-s", str(run_dir(settings) / "celerybeat-schedule")],
         "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}",
@@ -110,7 +118,8 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
     metrics_dir = run_dir(settings) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
-    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, "control": {**env, "FB_WORKER_POOL": "control"}}
+    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, "control": {**env, "FB_WORKER_POOL": "control"},
+            "callbacks": {**env, "FB_WORKER_POOL": "control"}}
     procs = {}
     for name, cmd in commands.items():
         log = (logs / f"{name}.log").open("ab")

@@ -76,6 +76,35 @@ def finished_job(engine, key_id, url: str) -> uuid.UUID:
     return job_id
 
 
+def due_now(engine, callback_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("update callbacks set next_attempt_at = now() where id = :c"), {"c": callback_id})
+
+
+def test_a_duplicate_message_waits_for_the_backoff(engine, receiver):
+    # Given a callback whose first attempt failed (the next is due in 10 s)
+    record, _ = create_key(engine, "callbacks-duplicate")
+    hook = receiver([500] * 10)
+    cb = callback_of(engine, finished_job(engine, record.id, hook.url))
+    assert deliver(engine, cb, allow_private=True, timeout_s=5, max_attempts=8) == "pending"
+    # When duplicate messages arrive at once / Then no attempt is made before its time
+    assert [deliver(engine, cb, allow_private=True, timeout_s=5, max_attempts=8) for _ in range(7)] == ["not-due"] * 7
+    assert len(hook.calls) == 1
+
+
+def test_callbacks_have_a_queue_and_worker_apart_from_scheduling(settings):
+    from pipeline.broker import CALLBACKS, create_celery
+    from pipeline.tools.launcher import callback_worker
+
+    # Given the Celery configuration and the local launcher's worker for callbacks
+    app = create_celery(settings)
+    # Then deliveries are routed to their own queue, which the control worker (-c 1) does not consume
+    assert app.conf.task_routes["workers.tasks.deliver_callback"] == {"queue": CALLBACKS}
+    assert app.conf.task_routes["workers.tasks.dispatch"] == {"queue": "control"}
+    cmd = callback_worker("python")
+    assert cmd[cmd.index("-Q") + 1] == CALLBACKS and cmd[cmd.index("-P") + 1] == "threads"
+
+
 def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_recorded(engine, receiver):
     # Given a finished job whose callback endpoint fails twice, then accepts
     record, _ = create_key(engine, "callbacks")
@@ -87,6 +116,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_recorded(e
     # When delivery is attempted three times
     outcomes = []
     for _ in range(3):
+        due_now(engine, cb["id"])  # as if the backoff had passed
         outcomes.append(deliver(engine, cb["id"], allow_private=True, timeout_s=5, max_attempts=5))
         with engine.connect() as conn:
             row = conn.execute(select(callbacks).where(callbacks.c.id == cb["id"])).mappings().one()
@@ -115,7 +145,8 @@ def test_delivery_gives_up_after_the_attempt_limit(engine, receiver):
     job_id = finished_job(engine, record.id, hook.url)
     with engine.connect() as conn:
         cb_id = conn.execute(select(callbacks.c.id).where(callbacks.c.job_id == job_id)).scalar()
-    results = [deliver(engine, cb_id, allow_private=True, timeout_s=5, max_attempts=2) for _ in range(3)]
+    results = [due_now(engine, cb_id) or deliver(engine, cb_id, allow_private=True, timeout_s=5, max_attempts=2)
+               for _ in range(3)]
     assert results == ["pending", "failed", "failed"] and len(hook.calls) == 2
 
 
@@ -174,8 +205,8 @@ def test_a_slow_failed_attempt_never_undoes_a_later_success(engine, receiver):
     wait_for(lambda: hook.calls, 5, "the first attempt to reach the receiver")
     # When its time in flight is over (as if it had hung) and a second attempt is delivered meanwhile
     with engine.begin() as conn:
-        conn.execute(text("update callbacks set in_flight_until = now() - interval '1 second' where id = :c"),
-                     {"c": cb})
+        conn.execute(text("update callbacks set in_flight_until = now() - interval '1 second', "
+                          "next_attempt_at = now() where id = :c"), {"c": cb})
     assert deliver(engine, cb, allow_private=True, timeout_s=10, max_attempts=5) == "delivered"
     first.join()
     # Then the late failure is recorded as an attempt but leaves the callback delivered

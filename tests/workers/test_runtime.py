@@ -42,6 +42,6 @@ def test_gpu_pool_configuration_builds_without_a_gpu(settings):
     from pipeline.broker import create_celery
 
     app = create_celery(settings)
-    assert {q.name for q in app.conf.task_queues} == {"cpu", "gpu", "control"}
+    assert {q.name for q in app.conf.task_queues} == {"cpu", "gpu", "control", "callbacks"}
     assert "int8" not in settings.backends_for("gpu") and "int8" in settings.backends_for("cpu")
     assert app.conf.beat_schedule["benchmark-gpu"]["options"]["queue"] == "gpu"
