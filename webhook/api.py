@@ -35,6 +35,7 @@ bp.before_request(auth.require_key)
 PRIORITIES = ("interactive", "bulk")
 MAX_PAGE = 10_000
 MAX_OFFSET = 2**31 - 1  # a job holds at most FB_MAX_ITEMS images; PostgreSQL's OFFSET is a bigint
+MAX_JSON_BYTES = 64 * 1024  # a JSON submission names a source and a few options: refused (413) past this
 
 
 def _live_workers(pool: str) -> int:
@@ -55,6 +56,11 @@ def _owned_job(job_id: uuid.UUID) -> dict:
 def _fields() -> dict:
     """The submission's fields: the multipart form, or the JSON body of a job from a source."""
     if request.is_json:
+        # Read whole into memory, so bounded far below the upload limit; a larger body (by its Content-Length,
+        # or as a chunked body arrives) is refused with 413 before it is read.
+        request.max_content_length = MAX_JSON_BYTES
+        if len(request.get_data(cache=True)) >= MAX_JSON_BYTES:  # a chunked body stops being read at the limit
+            raise ApiError(413, f"upload too large: the limit is {MAX_JSON_BYTES:,} bytes for a JSON body")
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object, e.g. {\"source\": \"s3://bucket/prefix/\"}")

@@ -26,7 +26,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
-        limit = app.config.get("MAX_CONTENT_LENGTH")
+        limit = request.max_content_length  # the app's MAX_CONTENT_LENGTH, or a view's own (JSON bodies)
         msg = f"upload too large: the limit is {limit:,} bytes" if limit else "upload too large"
         if request.content_length and limit and request.content_length <= limit:
             msg = (f"too many parts (at most {app.config.get('MAX_FORM_PARTS')}) or a form field over "

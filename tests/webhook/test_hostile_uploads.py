@@ -177,3 +177,17 @@ def test_submissions_past_the_rate_limit_get_429_with_retry_after(settings, api_
     resp = submit()
     assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
     assert "rate limit" in resp.get_json()["error"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_large_json_body_is_refused_before_it_is_read(live_url, api_key, chunked):
+    # Given a JSON submission of 8 MiB (a source needs a few hundred bytes), sized up front or sent chunked
+    body = b'{"source": "s3://fb-sources/' + b"x" * (8 * 1024**2) + b'/"}'
+    data = iter([body[i:i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    # When it is posted
+    peak = peak_mb()
+    resp = requests.post(f"{live_url}/v1/jobs", data=data, timeout=60,
+                         headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    # Then it is refused as too large, saying the limit, and was never held whole
+    assert resp.status_code == 413 and "65,536" in resp.json()["error"], resp.text
+    assert peak_mb() - peak < 8
