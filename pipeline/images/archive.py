@@ -34,6 +34,18 @@ class LimitExceeded(ArchiveError):
     """An archive refused because it would cost more than the limits allow (size, count, ratio)."""
 
 
+class CorruptMember(ArchiveError):
+    """A member whose data failed (bad CRC, truncated stream) after `inflated` bytes had been decompressed:
+    what was inflated still counts against the upload's total."""
+
+    def __init__(self, message: str, inflated: int):
+        super().__init__(message)
+        self.inflated = inflated
+
+
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+
+
 @dataclass(frozen=True)
 class Member:
     """One file inside an archive: its position in the directory and its name (for display only)."""
@@ -136,19 +148,23 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budget:
     cap = min(limits.max_entry_bytes, budget)
     out = bytearray()
     n = 0
-    with zf.open(info) as stream:
-        while True:
-            block = stream.read(_BLOCK)
-            if not block:
-                break
-            n += len(block)
-            if keep or len(out) < SNIFF_BYTES:
-                out += block if keep else block[: SNIFF_BYTES - len(out)]
-            _charge(info, n, limits, cap)
-            if n > _RATIO_GRACE and n > limits.max_ratio * max(_consumed(stream, info), 1):
-                raise LimitExceeded(
-                    f"archive refused: {info.filename!r} has a compression ratio above {limits.max_ratio}:1"
-                )
+    try:
+        with zf.open(info) as stream:
+            while True:
+                block = stream.read(_BLOCK)
+                if not block:
+                    break
+                n += len(block)
+                if keep or len(out) < SNIFF_BYTES:
+                    out += block if keep else block[: SNIFF_BYTES - len(out)]
+                _charge(info, n, limits, cap)
+                if n > _RATIO_GRACE and n > limits.max_ratio * max(_consumed(stream, info), 1):
+                    raise LimitExceeded(
+                        f"archive refused: {info.filename!r} has a compression ratio above {limits.max_ratio}:1"
+                    )
+    except _CORRUPT as exc:
+        # Raised at the end of a member that inflated in full and then failed its CRC, too: charge what it cost.
+        raise CorruptMember(f"corrupt archive member: {exc}", n) from None
     return bytes(out), n
 
 
@@ -187,9 +203,13 @@ def scan_archive(f: BinaryIO, limits: Limits, budget: int | None = None) -> list
                     head, size = _peek_stored(f, info, starts[info.header_offset], limits, budget)
                 else:
                     head, size = _inflate(zf, info, limits, budget, keep=False)
+            except CorruptMember as exc:
+                budget -= exc.inflated  # its item will fail, but the bytes it inflated were spent
+                members.append(Member(index, info.filename, exc.inflated, False, span))
+                continue
             except ArchiveError:
                 raise
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError):
+            except _CORRUPT:
                 members.append(Member(index, info.filename, 0, False, span))  # corrupt member: its item will fail
                 continue
             if head.startswith(_NESTED_MAGIC):
@@ -208,7 +228,7 @@ def read_member(zf: zipfile.ZipFile, index: int, limits: Limits) -> bytes:
         return _inflate(zf, infos[index], limits, limits.max_entry_bytes, keep=True)[0]
     except ArchiveError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    except _CORRUPT as exc:
         raise ArchiveError(f"corrupt archive member: {exc}") from None
 
 

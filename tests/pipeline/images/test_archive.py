@@ -158,3 +158,26 @@ def test_not_a_zip_and_encrypted_members():
     data[cd + 8] |= 0x1  # mark the member encrypted
     with pytest.raises(ArchiveError, match="encrypted"):
         scan_archive(io.BytesIO(bytes(data)), LIMITS)
+
+
+def _break_crcs(data: bytes) -> bytes:
+    """The archive with every member's CRC-32 in the central directory changed (its data stays intact)."""
+    out, at = bytearray(data), 0
+    while (at := out.find(b"PK\x01\x02", at)) >= 0:
+        crc = struct.unpack_from("<L", out, at + 16)[0]
+        struct.pack_into("<L", out, at + 16, crc ^ 0xFFFFFFFF)
+        at += 4
+    return bytes(out)
+
+
+def test_members_that_inflate_then_fail_their_crc_are_charged_what_they_inflated():
+    # Given an archive of ten 600 kB members (incompressible) whose CRCs are all wrong: 6 MB inflated in all
+    rng = random.Random(7)
+    members = {f"{i}.png": rng.randbytes(600_000) for i in range(10)}
+    broken = io.BytesIO(_break_crcs(zip_bytes(members).getvalue()))
+    # When it is scanned under a 5 MB total / Then it is refused: each member's inflated bytes were spent
+    with pytest.raises(LimitExceeded, match="limit per upload"):
+        scan_archive(broken, LIMITS)
+    # And a smaller one is listed, its corrupt members counted at what they cost
+    few = io.BytesIO(_break_crcs(zip_bytes(dict(list(members.items())[:3])).getvalue()))
+    assert all(m.size > 500_000 and not m.is_image for m in scan_archive(few, LIMITS))
