@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.blobs.s3 import boto_errors, translate
 from pipeline.images.archive import ArchiveError, inflate_span, read_member
-from pipeline.items import ItemSpec
+from pipeline.items import ItemSpec, ItemUnreadable
 from pipeline.settings import Limits
 
 if TYPE_CHECKING:
@@ -69,8 +69,11 @@ class RangedFile(io.RawIOBase):
         out = bytearray()
         while self.pos + len(out) < end:
             at = self.pos + len(out)
-            block = self._block(at // _BLOCK)
-            out += block[at % _BLOCK: at % _BLOCK + end - at]
+            piece = self._block(at // _BLOCK)[at % _BLOCK: at % _BLOCK + end - at]
+            if not piece:  # the object is shorter than its listing said: no read will ever reach `end`
+                raise ItemUnreadable(f"s3://{self.bucket}/{self.key}: shorter than its listing said "
+                                     f"({self.size:,} bytes)")
+            out += piece
         buffer[:len(out)] = out
         self.pos += len(out)
         return len(out)

@@ -147,3 +147,43 @@ def test_plain_images_are_fetched_ahead_and_each_once(store):
     # Then each has its bytes (the missing one fails alone), and each object was fetched exactly once
     assert got == {name: (None if name == "loose-7.png" else data) for name, data in photos.items()}
     assert len(ranges) == 20
+
+
+def test_an_object_shorter_than_its_listing_fails_at_once(store):
+    import threading
+
+    # Given an object of 100 bytes that a listing said had 3 MB
+    key = f"{store.prefix}short-{uuid.uuid4().hex}"
+    store.s3.put_object(Bucket=store.bucket, Key=key, Body=b"x" * 100)
+    errors: list[Exception] = []
+
+    def read() -> None:
+        try:
+            RangedFile(store.s3, store.bucket, key, 3_000_000).read()
+        except OSError as exc:
+            errors.append(exc)
+
+    # When it is read through a RangedFile (as a ZIP in a bucket is scanned)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(20)
+    # Then the read ends with an error the item fails for, instead of looping for ever
+    assert not reader.is_alive(), "the ranged read is looping"
+    assert len(errors) == 1 and "shorter than" in str(errors[0])
+
+
+@pytest.mark.parametrize("code, error", [("NoSuchKey", FileNotFoundError), ("AccessDenied", PermissionError),
+                                         ("InvalidObjectState", "ItemUnreadable"), ("InvalidRange", "ItemUnreadable"),
+                                         ("SlowDown", SourceUnavailable), ("InternalError", SourceUnavailable)])
+def test_an_objects_own_faults_fail_its_item_and_only_the_stores_defer(code, error):
+    from botocore.exceptions import ClientError
+
+    from pipeline.blobs.s3 import translate
+    from pipeline.items import ItemUnreadable
+
+    # Given the error the S3 API answers for one object
+    exc = ClientError({"Error": {"Code": code, "Message": "..."}}, "GetObject")
+    # Then a missing, denied, archived or out-of-range object is the item's (it fails alone, saying why), and
+    # throttling or a server error is the store's (its chunk is deferred)
+    expected = ItemUnreadable if error == "ItemUnreadable" else error
+    assert type(translate(exc, "s3://b/k")) is expected
