@@ -17,18 +17,33 @@ from pipeline.items import SourceUnavailable
 from pipeline.settings import Limits, Settings
 
 _PART_BYTES = 8 * 1024**2  # multipart upload: parts of 8 MiB, so no part is ever whole in memory
+# Parts in memory at once in this process, whatever the number of requests and files: each part being sent
+# holds one slot (so at most 4 x 8 MiB), on one pool of as many threads shared by every upload.
+UPLOAD_SLOTS = 4
+_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _uploader() -> ThreadPoolExecutor:
+    """The process's upload threads (made on first use, so after a pre-forking server has forked)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=UPLOAD_SLOTS, thread_name_prefix="s3-upload")
+        return _pool
 
 
 class StreamingPart:
     """A part being received: written to its spool file as the request arrives and, each 8 MiB as it is
     complete, sent as one part of a multipart upload (read back from disk), so the upload to S3 runs alongside
-    the request instead of after it; at most four parts (32 MiB) are in memory at a time."""
+    the request instead of after it; at most UPLOAD_SLOTS parts (32 MiB) are in memory at a time in the whole
+    process, however many files and requests arrive together."""
 
     def __init__(self, s3: Any, bucket: str, key: str, file: BinaryIO):
         self.s3, self.bucket, self.key, self._file = s3, bucket, key, file
         self.name = file.name
         self._fd = os.open(file.name, os.O_RDONLY)  # stays valid when the file is moved into the job's folder
-        self._pool: ThreadPoolExecutor | None = None
         self._upload_id: str | None = None
         self._parts: list[Future] = []
         self._sent = self._size = 0
@@ -49,19 +64,18 @@ class StreamingPart:
         return n
 
     def _send(self, offset: int, length: int) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=4)
         number = len(self._parts) + 1
-        self._parts.append(self._pool.submit(self._upload_part, number, offset, length))
+        self._parts.append(_uploader().submit(self._upload_part, number, offset, length))
         self._sent = offset + length
 
     def _upload_part(self, number: int, offset: int, length: int) -> dict:
         with self._lock:  # the first part creates the multipart upload
             if self._upload_id is None:
                 self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
-        body = os.pread(self._fd, length, offset)
-        etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number,
-                                   Body=body)["ETag"]
+        with _slots:
+            body = os.pread(self._fd, length, offset)
+            etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
+                                       PartNumber=number, Body=body)["ETag"]
         return {"PartNumber": number, "ETag": etag}
 
     def finish(self) -> None:
@@ -70,7 +84,8 @@ class StreamingPart:
         self._file.flush()
         try:
             if not self._parts:
-                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=os.pread(self._fd, self._size, 0))
+                with _slots:
+                    self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=os.pread(self._fd, self._size, 0))
             else:
                 if self._size > self._sent:
                     self._send(self._sent, self._size - self._sent)
@@ -83,8 +98,12 @@ class StreamingPart:
 
     def abort(self) -> None:
         """Give up an unfinished upload (the request was refused or failed) and release the file."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for part in self._parts:
+            if not part.cancel():
+                try:
+                    part.result()  # a part being sent reads the file: let it end before the file is closed
+                except Exception:  # noqa: BLE001, S110 - the upload is given up anyway
+                    pass
         if not self.done and self._upload_id is not None:
             try:
                 self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

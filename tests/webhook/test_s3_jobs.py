@@ -147,3 +147,23 @@ def test_a_refused_large_upload_leaves_nothing_in_the_bucket(s3_env, seaweedfs, 
     prefix = s3_env["FB_STORAGE_URL"][len("s3://fashion-batch/"):]
     assert _keys(s3, "fashion-batch", prefix) == []
     assert s3.list_multipart_uploads(Bucket="fashion-batch", Prefix=prefix).get("Uploads", []) == []
+
+
+def test_upload_memory_and_threads_are_bounded_per_process_not_per_file(s3_env, api_key):
+    import threading
+
+    from pipeline.blobs.s3_store import UPLOAD_SLOTS
+
+    # Given a request of six files just over the 8 MiB part size (each sends one part while the request arrives)
+    app = create_app(load_settings(s3_env))
+    senders: set[int] = set()
+    app.extensions["fashion_batch"].store.s3.meta.events.register(
+        "before-call.s3.UploadPart", lambda **_: senders.add(threading.get_ident()))
+    body = b"\0" * (8 * 1024**2 + 1024)
+    # When it is uploaded
+    resp = app.test_client().post("/v1/jobs", headers={"X-API-Key": api_key}, content_type="multipart/form-data",
+                                  data={"files": [(io.BytesIO(body), f"{i}.bin") for i in range(6)]})
+    # Then the parts were sent by the process's few upload threads (at most UPLOAD_SLOTS parts, 32 MiB, in
+    # memory at once), not by a pool of threads per file
+    assert resp.status_code == 400, resp.get_json()  # (nothing in it is an image)
+    assert 1 <= len(senders) <= UPLOAD_SLOTS < 6
