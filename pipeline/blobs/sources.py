@@ -12,9 +12,10 @@ from typing import Any, Sequence
 
 from pipeline.blobs.s3 import boto_errors, client, parse_url, translate
 from pipeline.blobs.s3_reader import RangedFile
-from pipeline.images.ingest import IngestError, Part, list_items, member_name
+from pipeline.images.archive import LimitExceeded
+from pipeline.images.ingest import Part, list_items, member_name
 from pipeline.items import ItemSpec
-from pipeline.settings import Settings
+from pipeline.settings import Limits, Settings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
@@ -35,48 +36,56 @@ def allowed(settings: Settings, url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _listing(s3: Any, bucket: str, prefix: str, most: int) -> list[tuple[str, int]]:
-    """(key, size) of the objects under `prefix`, in key order, at most `most` of them."""
-    found: list[tuple[str, int]] = []
+def _listing(s3: Any, bucket: str, prefix: str, limits: Limits) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(key, size) of the images and of the ZIPs under `prefix`, in key order. Other objects (sidecar files,
+    notes) are skipped without counting against any limit; LimitExceeded once the images pass FB_MAX_ITEMS or
+    the archives FB_MAX_PARTS, rather than a job silently cut short."""
+    images: list[tuple[str, int]] = []
+    zips: list[tuple[str, int]] = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                found.append((obj["Key"], int(obj["Size"])))
-                if len(found) > most:
-                    return found
+                key, size = obj["Key"], int(obj["Size"])
+                if size <= 0:
+                    continue
+                if key.lower().endswith(IMAGE_SUFFIXES):
+                    images.append((key, size))
+                    if len(images) > limits.max_items:
+                        raise LimitExceeded(f"too many images under s3://{bucket}/{prefix}: a job holds at most "
+                                            f"{limits.max_items:,}; use a narrower prefix")
+                elif key.lower().endswith(".zip"):
+                    zips.append((key, size))
+                    if len(zips) > limits.max_parts:
+                        raise LimitExceeded(f"too many archives under s3://{bucket}/{prefix}: a job reads at most "
+                                            f"{limits.max_parts:,}; use a narrower prefix")
     except boto_errors() as exc:
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("NoSuchBucket", "404", "NotFound"):
             raise SourceRefused(f"no bucket {bucket!r} at the object store") from None
-        if isinstance(error := translate(exc, f"s3://{bucket}/{prefix}"), PermissionError):
+        if isinstance(translate(exc, f"s3://{bucket}/{prefix}"), PermissionError):
             raise SourceRefused(f"the object store denies listing s3://{bucket}/{prefix}") from None
         raise translate(exc, f"listing s3://{bucket}/{prefix}") from None
-    return found
+    return images, zips
 
 
 def source_items(settings: Settings, url: str, classes: Sequence[str] = ()) -> list[ItemSpec]:
     """Every image under the source, in key order (images, then each ZIP's members), checked like an upload.
 
-    SourceRefused for a refused bucket or a prefix with nothing to classify; IngestError / ArchiveError for a
-    ZIP the upload rules refuse; SourceUnavailable when the store cannot be reached.
+    SourceRefused for a refused bucket or a prefix with nothing to classify; LimitExceeded past FB_MAX_ITEMS
+    images or FB_MAX_PARTS archives; IngestError / ArchiveError for a ZIP the upload rules refuse;
+    SourceUnavailable when the store cannot be reached.
     """
     bucket, prefix = allowed(settings, url)
     s3 = client(settings)
     limits = settings.limits
-    objects = _listing(s3, bucket, prefix, limits.max_items + limits.max_parts)
-    images = [(k, n) for k, n in objects if k.lower().endswith(IMAGE_SUFFIXES) and n > 0]
-    zips = [(k, n) for k, n in objects if k.lower().endswith(".zip") and n > 0]
+    images, zips = _listing(s3, bucket, prefix, limits)
     if not images and not zips:
         raise SourceRefused(f"no images or ZIP archives under s3://{bucket}/{prefix}")
-    if len(images) > limits.max_items:
-        raise IngestError(f"too many images: a job holds at most {limits.max_items:,}")
-    if len(zips) > limits.max_parts:
-        raise IngestError(f"too many archives: a job reads at most {limits.max_parts:,}")
     specs = [ItemSpec(member_name(k[len(prefix):]), f"s3://{bucket}/{k}") for k, _ in images]
     parts = [Part(None, member_name(k[len(prefix):]), source=f"s3://{bucket}/{k}",
                   opener=lambda k=k, n=n: RangedFile(s3, bucket, k, n)) for k, n in zips]
     if parts:
         specs += list_items(parts, limits, classes)
     if len(specs) > limits.max_items:
-        raise IngestError(f"too many images: a job holds at most {limits.max_items:,}")
+        raise LimitExceeded(f"too many images: a job holds at most {limits.max_items:,}")
     return specs

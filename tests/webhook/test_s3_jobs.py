@@ -63,6 +63,24 @@ def test_a_job_from_a_source_lists_its_prefix(s3_env, seaweedfs, api_key, tmp_pa
     assert [i["name"] for i in items] == ["b.png", "shoes/a.jpg", "pack.zip/x/1.png", "pack.zip/2.png"]
 
 
+def test_sidecar_files_do_not_count_against_the_limit_and_too_many_images_are_refused(s3_env, seaweedfs, api_key,
+                                                                                   tmp_path):
+    # Given ten photos, each with a sidecar file (.xmp), under a prefix; and a job limit of ten images
+    s3 = seaweedfs["client"]
+    prefix = f"sidecars-{tmp_path.name}/"
+    for i in range(10):
+        s3.put_object(Bucket="fb-sources", Key=f"{prefix}{i:02d}.jpg", Body=garment_png(fmt="JPEG"))
+        s3.put_object(Bucket="fb-sources", Key=f"{prefix}{i:02d}.xmp", Body=b"<x:xmpmeta/>")
+    client = _client({**s3_env, "FB_MAX_ITEMS": "10", "FB_MAX_PARTS": "2"})
+    # When a job is asked for the prefix / Then it holds all ten photos (the sidecars were skipped, not counted)
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    assert resp.status_code == 202 and resp.get_json()["total"] == 10, resp.get_json()
+    # When one more photo makes eleven / Then the job is refused, saying the limit, rather than cut short
+    s3.put_object(Bucket="fb-sources", Key=f"{prefix}10.jpg", Body=garment_png(fmt="JPEG"))
+    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    assert resp.status_code == 413 and "at most 10" in resp.get_json()["error"], resp.get_json()
+
+
 @pytest.mark.parametrize("source, overrides, status, message", [
     ("s3://not-allowed/photos/", {}, 400, "not an allowed source"),
     ("https://example.com/photos/", {}, 400, "s3://"),
