@@ -107,7 +107,10 @@ def test_a_500_image_zip_job_crosses_hosts_through_s3_only(hosts, web_url, api_k
     assert objects_gone
 
 
-def test_a_job_from_objects_in_a_bucket_never_passes_through_the_web(hosts, web_url, api_key):
+def test_a_job_from_objects_in_a_bucket_never_passes_through_the_web(hosts, web_url, engine):
+    from pipeline.store.keys import create_key
+
+    api_key = create_key(engine, "overnight", ["s3://fb-sources/overnight/"])[1]
     # Given 40 photos and a ZIP of 60 more under a prefix of an allowed bucket
     s3 = _client(hosts)
     try:

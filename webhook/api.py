@@ -234,7 +234,7 @@ def _source_items(source: str) -> list:
 
     svc = services()
     try:
-        return source_items(svc.settings, source, svc.classes)
+        return source_items(svc.settings, source, svc.classes, granted=g.api_key.sources)
     except LimitExceeded as exc:
         raise ApiError(413, str(exc)) from None
     except (SourceRefused, IngestError, ArchiveError) as exc:

@@ -24,16 +24,26 @@ class SourceRefused(ValueError):
     """A source we do not read (bucket not allowed, no such bucket, nothing to classify): a 400."""
 
 
-def allowed(settings: Settings, url: str) -> tuple[str, str]:
-    """(bucket, prefix) of `url` if its bucket is one FB_S3_SOURCE_BUCKETS names; else SourceRefused."""
+def allowed(settings: Settings, url: str, granted: Sequence[str] = ()) -> tuple[str, str]:
+    """(bucket, prefix) of `url` if its bucket is one FB_S3_SOURCE_BUCKETS names and it lies under one of the
+    sources `granted` to the API key (`fashion-batch keys grant`); else SourceRefused, which names neither the
+    buckets nor the grants (a refusal tells a client nothing about what others may read)."""
     try:
         bucket, prefix = parse_url(url)
     except ValueError as exc:
         raise SourceRefused(f"source must be s3://BUCKET/PREFIX/: {exc}") from None
-    if bucket not in settings.s3_source_buckets:
-        names = ", ".join(settings.s3_source_buckets) or "none are configured (FB_S3_SOURCE_BUCKETS)"
-        raise SourceRefused(f"bucket {bucket!r} is not an allowed source; allowed: {names}")
+    if bucket not in settings.s3_source_buckets or not any(_under(bucket, prefix, g) for g in granted):
+        raise SourceRefused(f"s3://{bucket}/{prefix} is not an allowed source for this API key (an operator "
+                            "grants sources per key: fashion-batch keys grant)")
     return bucket, prefix
+
+
+def _under(bucket: str, prefix: str, grant: str) -> bool:
+    try:
+        g_bucket, g_prefix = parse_url(grant)
+    except ValueError:
+        return False
+    return bucket == g_bucket and prefix.startswith(g_prefix)
 
 
 def _listing(s3: Any, bucket: str, prefix: str, limits: Limits) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -68,14 +78,15 @@ def _listing(s3: Any, bucket: str, prefix: str, limits: Limits) -> tuple[list[tu
     return images, zips
 
 
-def source_items(settings: Settings, url: str, classes: Sequence[str] = ()) -> list[ItemSpec]:
+def source_items(settings: Settings, url: str, classes: Sequence[str] = (), granted: Sequence[str] = ()) \
+        -> list[ItemSpec]:
     """Every image under the source, in key order (images, then each ZIP's members), checked like an upload.
 
     SourceRefused for a refused bucket or a prefix with nothing to classify; LimitExceeded past FB_MAX_ITEMS
     images or FB_MAX_PARTS archives; IngestError / ArchiveError for a ZIP the upload rules refuse;
     SourceUnavailable when the store cannot be reached.
     """
-    bucket, prefix = allowed(settings, url)
+    bucket, prefix = allowed(settings, url, granted)
     s3 = client(settings)
     limits = settings.limits
     images, zips = _listing(s3, bucket, prefix, limits)

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Sequence
 
 from sqlalchemy import Engine, func, insert, select, update
 
@@ -26,6 +27,7 @@ class ApiKey:
     signing_secret: str
     created_at: datetime | None = None
     revoked_at: datetime | None = None
+    sources: tuple[str, ...] = ()  # s3://BUCKET/PREFIX/ this key may make jobs from (none unless granted)
 
 
 def hash_key(key: str) -> str:
@@ -38,18 +40,28 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def create_key(engine: Engine, name: str) -> tuple[ApiKey, str]:
-    """Create a key named `name`; return its record and the key, which is never retrievable again."""
+def create_key(engine: Engine, name: str, sources: Sequence[str] = ()) -> tuple[ApiKey, str]:
+    """Create a key named `name` (allowed to make jobs from `sources`, s3://BUCKET/PREFIX/ each); return its
+    record and the key, which is never retrievable again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    record = ApiKey(id=uuid.uuid4(), name=name, prefix=key[:10], signing_secret=new_signing_secret())
+    record = ApiKey(id=uuid.uuid4(), name=name, prefix=key[:10], signing_secret=new_signing_secret(),
+                    sources=tuple(sources))
     with engine.begin() as conn:
         conn.execute(
             insert(api_keys).values(
                 id=record.id, name=name, prefix=record.prefix, key_hash=hash_key(key),
-                signing_secret=record.signing_secret,
+                signing_secret=record.signing_secret, sources=list(sources) or None,
             )
         )
     return record, key
+
+
+def grant_sources(engine: Engine, ident: str, sources: Sequence[str]) -> int:
+    """Set the sources (s3://BUCKET/PREFIX/) the live keys named `ident` (name, prefix or id) may make jobs from;
+    an empty list takes every source away. Returns how many keys changed."""
+    with engine.begin() as conn:
+        return conn.execute(update(api_keys).where(_named(ident), api_keys.c.revoked_at.is_(None))
+                            .values(sources=list(sources) or None)).rowcount
 
 
 def authenticate(engine: Engine, key: str | None) -> ApiKey | None:
@@ -74,18 +86,23 @@ def list_keys(engine: Engine) -> list[ApiKey]:
 
 def revoke_key(engine: Engine, ident: str) -> int:
     """Revoke the keys whose name, prefix or id equals `ident`; return how many were revoked."""
+    with engine.begin() as conn:
+        res = conn.execute(update(api_keys).where(_named(ident), api_keys.c.revoked_at.is_(None))
+                           .values(revoked_at=func.now()))
+    return res.rowcount
+
+
+def _named(ident: str):
     cond = (api_keys.c.name == ident) | (api_keys.c.prefix == ident)
     try:
         cond = cond | (api_keys.c.id == uuid.UUID(ident))
     except ValueError:
         pass
-    with engine.begin() as conn:
-        res = conn.execute(update(api_keys).where(cond, api_keys.c.revoked_at.is_(None)).values(revoked_at=func.now()))
-    return res.rowcount
+    return cond
 
 
 def _record(row) -> ApiKey:
     return ApiKey(
         id=row["id"], name=row["name"], prefix=row["prefix"], signing_secret=row["signing_secret"],
-        created_at=row["created_at"], revoked_at=row["revoked_at"],
+        created_at=row["created_at"], revoked_at=row["revoked_at"], sources=tuple(row["sources"] or ()),
     )

@@ -116,14 +116,39 @@ def _key_engine():
 
 @keys.command("create")
 @click.argument("name")
-def keys_create(name: str) -> None:
+@click.option("--source", "sources", multiple=True, metavar="s3://BUCKET/PREFIX/",
+              help="A bucket prefix this key may make jobs from (repeat for several; its bucket must also be in "
+                   "FB_S3_SOURCE_BUCKETS).")
+def keys_create(name: str, sources: tuple[str, ...]) -> None:
     """Create a key called NAME and print it (it is shown only once, on the last line)."""
     from pipeline.store import keys as store
 
-    record, key = store.create_key(_key_engine(), name)
+    record, key = store.create_key(_key_engine(), name, _checked_sources(sources))
     click.echo(f"created key {record.name!r} (prefix {record.prefix}); it is shown only this once.")
     click.echo(f"callback signing secret: {record.signing_secret}")
     click.echo(key)
+
+
+def _checked_sources(sources: tuple[str, ...]) -> list[str]:
+    from pipeline.blobs.s3 import parse_url
+
+    try:
+        return [f"s3://{b}/{p}" for b, p in map(parse_url, sources)]
+    except ValueError as exc:
+        raise click.BadParameter(f"a source is s3://BUCKET/PREFIX/: {exc}", param_hint="--source") from None
+
+
+@keys.command("grant")
+@click.argument("ident")
+@click.argument("sources", nargs=-1, metavar="[s3://BUCKET/PREFIX/]...")
+def keys_grant(ident: str, sources: tuple[str, ...]) -> None:
+    """Set the bucket prefixes the key IDENT (name, prefix or id) may make jobs from; none takes all away."""
+    from pipeline.store import keys as store
+
+    n = store.grant_sources(_key_engine(), ident, _checked_sources(sources))
+    if not n:
+        raise click.ClickException(f"no live key named {ident!r}")
+    click.echo(f"{n} key(s) may now read: {', '.join(sources) or 'no source'}")
 
 
 @keys.command("list")
@@ -133,7 +158,8 @@ def keys_list() -> None:
 
     for k in store.list_keys(_key_engine()):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        click.echo(f"{k.id}  {k.prefix}...  {k.name:<20}  created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+        sources = f"  sources: {', '.join(k.sources)}" if k.sources else ""
+        click.echo(f"{k.id}  {k.prefix}...  {k.name:<20}  created {k.created_at:%Y-%m-%d %H:%M}  {state}{sources}")
 
 
 @keys.command("revoke")

@@ -26,6 +26,14 @@ def _keys(s3, bucket: str, prefix: str) -> list[str]:
     return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
 
+@pytest.fixture()
+def source_key(engine) -> str:
+    """A key granted the whole `fb-sources` bucket (and a bucket that does not exist, for a refusal test)."""
+    from pipeline.store.keys import create_key
+
+    return create_key(engine, "sources", ["s3://fb-sources/", "s3://fb-missing-bucket/"])[1]
+
+
 def _jobs(client, key) -> list:
     return client.get("/v1/jobs", headers={"X-API-Key": key}).get_json()["jobs"]
 
@@ -45,7 +53,7 @@ def test_an_upload_goes_to_the_bucket_and_leaves_nothing_on_the_web_host(s3_env,
     assert list((tmp_path / "web-storage" / "jobs").iterdir()) == []
 
 
-def test_a_job_from_a_source_lists_its_prefix(s3_env, seaweedfs, api_key, tmp_path):
+def test_a_job_from_a_source_lists_its_prefix(s3_env, seaweedfs, source_key, tmp_path):
     # Given photos and a ZIP under a prefix of an allowed bucket, and a file that is neither
     s3 = seaweedfs["client"]
     prefix = f"listed-{tmp_path.name}/"
@@ -56,14 +64,14 @@ def test_a_job_from_a_source_lists_its_prefix(s3_env, seaweedfs, api_key, tmp_pa
                    "fb-sources", prefix + "pack.zip")
     client = _client(s3_env)
     # When a job is asked for that prefix
-    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    resp = client.post("/v1/jobs", headers={"X-API-Key": source_key}, json={"source": f"s3://fb-sources/{prefix}"})
     # Then it holds the images and the ZIP's members, named by their keys under the prefix
     assert resp.status_code == 202, resp.get_json()
-    items = client.get(resp.get_json()["results_url"], headers={"X-API-Key": api_key}).get_json()["items"]
+    items = client.get(resp.get_json()["results_url"], headers={"X-API-Key": source_key}).get_json()["items"]
     assert [i["name"] for i in items] == ["b.png", "shoes/a.jpg", "pack.zip/x/1.png", "pack.zip/2.png"]
 
 
-def test_sidecar_files_do_not_count_against_the_limit_and_too_many_images_are_refused(s3_env, seaweedfs, api_key,
+def test_sidecar_files_do_not_count_against_the_limit_and_too_many_images_are_refused(s3_env, seaweedfs, source_key,
                                                                                    tmp_path):
     # Given ten photos, each with a sidecar file (.xmp), under a prefix; and a job limit of ten images
     s3 = seaweedfs["client"]
@@ -73,12 +81,35 @@ def test_sidecar_files_do_not_count_against_the_limit_and_too_many_images_are_re
         s3.put_object(Bucket="fb-sources", Key=f"{prefix}{i:02d}.xmp", Body=b"<x:xmpmeta/>")
     client = _client({**s3_env, "FB_MAX_ITEMS": "10", "FB_MAX_PARTS": "2"})
     # When a job is asked for the prefix / Then it holds all ten photos (the sidecars were skipped, not counted)
-    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    resp = client.post("/v1/jobs", headers={"X-API-Key": source_key}, json={"source": f"s3://fb-sources/{prefix}"})
     assert resp.status_code == 202 and resp.get_json()["total"] == 10, resp.get_json()
     # When one more photo makes eleven / Then the job is refused, saying the limit, rather than cut short
     s3.put_object(Bucket="fb-sources", Key=f"{prefix}10.jpg", Body=garment_png(fmt="JPEG"))
-    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": f"s3://fb-sources/{prefix}"})
+    resp = client.post("/v1/jobs", headers={"X-API-Key": source_key}, json={"source": f"s3://fb-sources/{prefix}"})
     assert resp.status_code == 413 and "at most 10" in resp.get_json()["error"], resp.get_json()
+
+
+def test_sources_are_granted_per_key_and_a_refusal_names_no_bucket(s3_env, seaweedfs, engine, api_key, tmp_path):
+    from pipeline.store.keys import create_key
+
+    # Given two allowed buckets, photos under two teams' prefixes, and a key granted team A's prefix only
+    s3 = seaweedfs["client"]
+    for team in ("team-a", "team-b"):
+        s3.put_object(Bucket="fb-sources", Key=f"{tmp_path.name}/{team}/1.jpg", Body=garment_png(fmt="JPEG"))
+    client = _client({**s3_env, "FB_S3_SOURCE_BUCKETS": "fb-sources,fb-secret-archive"})
+    team_a = create_key(engine, "team-a", [f"s3://fb-sources/{tmp_path.name}/team-a/"])[1]
+
+    def ask(key: str, prefix: str):
+        return client.post("/v1/jobs", headers={"X-API-Key": key}, json={"source": f"s3://fb-sources/{prefix}"})
+
+    # When it asks for its own prefix / Then it gets a job
+    assert ask(team_a, f"{tmp_path.name}/team-a/").status_code == 202
+    # When it, or a key granted nothing, asks for another prefix or the bucket's root / Then each is refused,
+    # and the refusal lists no allowed bucket
+    for key, prefix in ((team_a, f"{tmp_path.name}/team-b/"), (team_a, ""), (api_key, f"{tmp_path.name}/team-a/")):
+        resp = ask(key, prefix)
+        assert resp.status_code == 400 and "not an allowed source" in resp.get_json()["error"]
+        assert "fb-secret-archive" not in resp.get_json()["error"]
 
 
 @pytest.mark.parametrize("source, overrides, status, message", [
@@ -88,16 +119,16 @@ def test_sidecar_files_do_not_count_against_the_limit_and_too_many_images_are_re
     ("s3://fb-sources/nothing-here/", {}, 400, "no images or ZIP"),
     ("s3://fb-sources/photos/", {"FB_S3_ENDPOINT_URL": "http://127.0.0.1:{port}"}, 503, "object store"),
 ])
-def test_a_bad_source_is_refused_and_nothing_is_recorded(s3_env, api_key, source, overrides, status, message):
+def test_a_bad_source_is_refused_and_nothing_is_recorded(s3_env, source_key, source, overrides, status, message):
     # Given a web service (with an endpoint nobody listens on, for the last case)
     env = {**s3_env, **{k: v.format(port=_closed_port()) for k, v in overrides.items()}}
     client = _client(env)
     # When a job is asked for a source it must not or cannot read
-    resp = client.post("/v1/jobs", headers={"X-API-Key": api_key}, json={"source": source})
+    resp = client.post("/v1/jobs", headers={"X-API-Key": source_key}, json={"source": source})
     # Then the answer says why, and no job was recorded
     assert resp.status_code == status, resp.get_json()
     assert message in resp.get_json()["error"]
-    assert _jobs(client, api_key) == []
+    assert _jobs(client, source_key) == []
 
 
 def test_an_unreachable_store_refuses_an_upload_with_503(s3_env, api_key, tmp_path):

@@ -32,3 +32,25 @@ def test_revoked_keys_no_longer_authenticate(engine):
 
 def test_keys_are_random(engine):
     assert len({keys.create_key(engine, "x")[1] for _ in range(20)}) == 20
+
+
+def test_sources_are_granted_and_taken_away_per_key(engine):
+    from pipeline.store.keys import authenticate, create_key, grant_sources
+
+    # Given a key made with no source, and one made with a prefix
+    plain, plain_key = create_key(engine, f"plain-{plain_id()}")
+    scoped, scoped_key = create_key(engine, f"scoped-{plain_id()}", ["s3://photos/team-a/"])
+    assert authenticate(engine, plain_key).sources == () and authenticate(engine, scoped_key).sources == \
+        ("s3://photos/team-a/",)
+    # When an operator grants the first two prefixes, and takes the second's away
+    assert grant_sources(engine, str(plain.id), ["s3://photos/team-b/", "s3://scans/"]) == 1
+    assert grant_sources(engine, scoped.prefix, []) == 1
+    # Then each key reads only what it was granted
+    assert authenticate(engine, plain_key).sources == ("s3://photos/team-b/", "s3://scans/")
+    assert authenticate(engine, scoped_key).sources == ()
+
+
+def plain_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
