@@ -203,7 +203,8 @@ def _forget_files(job_id: uuid.UUID) -> None:
 
 
 def _store_down(exc: Exception) -> ApiError:
-    return ApiError(503, f"the object store is unavailable; nothing was recorded, try again shortly ({exc})",
+    log.warning("the object store is unavailable: %s", exc)  # its details (endpoint, botocore) stay in the log
+    return ApiError(503, "the object store is unavailable; nothing was recorded, try again shortly",
                     {"Retry-After": "10"})
 
 

@@ -3,10 +3,14 @@
 Flower 2.2 checks `--basic-auth` on its pages and API but not on `/metrics`, which lists every worker and
 task name. This entry point closes that gap before Flower starts; `/healthcheck` stays open for probes.
 
-    python -m workers.flower --port=5555 --basic-auth=user:password
+    FB_FLOWER_PASSWORD=... python -m workers.flower --port=5555
+
+The login (FB_FLOWER_USER, FB_FLOWER_PASSWORD) is handed to Flower through its environment (FLOWER_BASIC_AUTH),
+never on the command line, where any user of the host could read it with `ps`.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import tornado.web
@@ -26,7 +30,10 @@ def protect_metrics() -> None:
 def main(argv: list[str] | None = None) -> None:
     from pipeline.settings import load_settings, require
 
-    require(load_settings(), "flower")
+    settings = load_settings()
+    require(settings, "flower")
+    if settings.flower_password:
+        os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password}"
     protect_metrics()
     from celery.bin.celery import main as celery_main
 

@@ -89,16 +89,11 @@ def _port_free(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) != 0
 
 
-def callback_worker(py: str) -> list[str]:
-    """The command of the callbacks worker (threads: deliveries wait on the network, not the CPU)."""
-    return [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "callbacks", "-n", "callbacks@%h",
-            "-P", "threads", "-c", "8", "--loglevel", "INFO"]
-
-
-def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
+def commands(settings: Settings) -> dict[str, list[str]]:
+    """The command line of each process of the local stack (no secret is ever on one: `ps` shows them)."""
     py = sys.executable
     concurrency = settings.pool_processes
-    commands = {
+    return {
         "web": [py, "-m", "gunicorn", "webhook:create_app()", "-b", f"{settings.web_host}:{settings.web_port}",
                 "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "300"],
         "worker": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "cpu", "-n", "cpu@%h",
@@ -106,13 +101,18 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
         # Dispatch, the reconciler and housekeeping: one process that loads no model.
         "control": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "control", "-n", "control@%h",
                     "-c", "1", "--loglevel", "INFO"],
-        # Completion callbacks apart, on threads: a slow receiver holds one thread, never the scheduling above.
-        "callbacks": callback_worker(py),
+        # Completion callbacks apart, on threads (deliveries wait on the network, not the CPU): a slow receiver
+        # holds one thread, never the scheduling above.
+        "callbacks": [py, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "callbacks", "-n",
+                      "callbacks@%h", "-P", "threads", "-c", "8", "--loglevel", "INFO"],
         "beat": [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                  "-s", str(run_dir(settings) / "celerybeat-schedule")],
-        "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}",
-                   f"--port={settings.flower_port}", f"--basic-auth={env['FB_FLOWER_USER']}:{env['FB_FLOWER_PASSWORD']}"],
+        # Its login comes from FB_FLOWER_USER / FB_FLOWER_PASSWORD in its environment, not its command line.
+        "flower": [py, "-m", "workers.flower", f"--address={settings.web_host}", f"--port={settings.flower_port}"],
     }
+
+
+def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
     # The web's gunicorn processes share HTTP metrics through files here (prometheus_client multiprocess mode);
     # emptied at each start so the counters of a previous run do not add up.
     metrics_dir = run_dir(settings) / "prometheus"
@@ -121,7 +121,7 @@ def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, 
     envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, "control": {**env, "FB_WORKER_POOL": "control"},
             "callbacks": {**env, "FB_WORKER_POOL": "control"}}
     procs = {}
-    for name, cmd in commands.items():
+    for name, cmd in commands(settings).items():
         log = (logs / f"{name}.log").open("ab")
         procs[name] = subprocess.Popen(cmd, env=envs.get(name, env), stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)

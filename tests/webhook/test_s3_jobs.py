@@ -140,6 +140,7 @@ def test_an_unreachable_store_refuses_an_upload_with_503(s3_env, api_key, tmp_pa
     # Then the answer is 503 with Retry-After, nothing is recorded, and the web host keeps no copy
     assert resp.status_code == 503, resp.get_json()
     assert "object store" in resp.get_json()["error"] and resp.headers["Retry-After"]
+    assert "127.0.0.1" not in resp.get_json()["error"]  # nothing of the store's internals
     assert _jobs(client, api_key) == []
     assert list((tmp_path / "web-storage" / "jobs").iterdir()) == []
 
@@ -151,6 +152,8 @@ def test_healthz_reports_the_object_store(s3_env):
     # Then the first is healthy, and the second answers 503 saying the store is unreachable
     assert (up.status_code, up.get_json()["storage"]) == (200, "ok")
     assert down.status_code == 503 and down.get_json()["storage"].startswith("unreachable")
+    # And it says nothing of the store's internals (its endpoint, botocore's words)
+    assert "127.0.0.1" not in down.get_data(as_text=True) and "http" not in down.get_data(as_text=True)
 
 
 def _noise_png(seed: int, side: int = 1400) -> bytes:

@@ -94,14 +94,14 @@ def test_a_duplicate_message_waits_for_the_backoff(engine, receiver):
 
 def test_callbacks_have_a_queue_and_worker_apart_from_scheduling(settings):
     from pipeline.broker import CALLBACKS, create_celery
-    from pipeline.tools.launcher import callback_worker
+    from pipeline.tools.launcher import commands
 
     # Given the Celery configuration and the local launcher's worker for callbacks
     app = create_celery(settings)
     # Then deliveries are routed to their own queue, which the control worker (-c 1) does not consume
     assert app.conf.task_routes["workers.tasks.deliver_callback"] == {"queue": CALLBACKS}
     assert app.conf.task_routes["workers.tasks.dispatch"] == {"queue": "control"}
-    cmd = callback_worker("python")
+    cmd = commands(settings)["callbacks"]
     assert cmd[cmd.index("-Q") + 1] == CALLBACKS and cmd[cmd.index("-P") + 1] == "threads"
 
 

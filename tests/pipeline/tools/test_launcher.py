@@ -88,3 +88,13 @@ def test_up_with_s3_storage_runs_on_an_embedded_seaweedfs(tmp_path, env):
     # And `down` stops the S3 server too
     assert down.returncode == 0 and "stopped" in down.stdout
     assert not (tmp_path / "data" / "s3" / "weed.pid").exists()
+
+
+def test_no_secret_is_on_a_command_line(settings):
+    from pipeline.tools.launcher import commands
+
+    # Given the local stack's processes, with a Flower password set
+    with_password = settings.replace(flower_password="hunter2-flower-secret")
+    # Then none of their command lines (which `ps` shows every user of the host) carries it
+    assert not [name for name, cmd in commands(with_password).items()
+                if any("hunter2" in arg or "basic-auth" in arg for arg in cmd)]
