@@ -201,6 +201,12 @@ def submit(paths: tuple[Path, ...], backend: str | None, pool: str | None, callb
     c = _client(url, api_key)
     job = c.submit(list(paths), backend=backend, pool=pool, callback_url=callback_url)
     click.echo(f"job {job['id']} {job['status']}: {job['total']} images")
+    if job["left_out"]:
+        click.echo(f"left out {len(job['left_out'])} file(s), not sent:")
+        for path, why in job["left_out"][:20]:
+            click.echo(f"  {path}: {why}")
+        if len(job["left_out"]) > 20:
+            click.echo(f"  ... and {len(job['left_out']) - 20} more")
     click.echo(f"status: {job['status_url']}")
     click.echo(f"page:   {job['page_url']}")
     if wait:

@@ -40,15 +40,17 @@ class Client:
 
     def submit(self, paths: list[Path], *, backend: str | None = None, pool: str | None = None,
                callback_url: str | None = None) -> dict:
-        """Upload files, archives and folders (walked, zipped on the fly) as one job; return the job."""
+        """Upload files, archives and folders (walked, zipped on the fly) as one job; return the job, with
+        `left_out`: the folders' files that were not sent, each `(path, why)`."""
         try:
             upload = collect(paths)
         except UploadError as exc:
             raise ClientError(str(exc)) from None
         fields = {k: v for k, v in (("backend", backend), ("pool", pool), ("callback_url", callback_url)) if v}
         body = Multipart(fields, upload.parts)
-        return self._call("POST", "/v1/jobs", data=body, headers={"Content-Type": body.content_type},
-                          timeout=3600).json()
+        job = self._call("POST", "/v1/jobs", data=body, headers={"Content-Type": body.content_type},
+                         timeout=3600).json()
+        return {**job, "left_out": [(str(s.path), s.reason) for s in upload.skipped]}
 
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/v1/jobs/{job_id}").json()

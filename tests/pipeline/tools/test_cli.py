@@ -53,6 +53,33 @@ def test_submit_a_folder_and_wait_talks_only_to_the_api(live_url, worker, api_ke
     assert not data_dir.exists()
 
 
+def test_submit_a_labelled_folder_makes_a_labelled_job_and_says_what_it_left_out(live_url, api_key, tmp_path):
+    # Given a folder with a root labels.csv, two photos, notes and a fake .jpg
+    from tests.helpers import garment_png
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "labels.csv").write_text("name,label\na.png,Shirt\nb.png,Trouser\n")
+    (folder / "a.png").write_bytes(garment_png())
+    (folder / "b.png").write_bytes(garment_png("trouser"))
+    (folder / "notes.txt").write_text("sizes")
+    (folder / "fake.jpg").write_bytes(b"this is not a JPEG")
+    cli_env = {"FB_URL": live_url, "FB_API_KEY": api_key, "DATABASE_URL": "", "REDIS_URL": ""}
+    # When it is submitted
+    out = cli(cli_env, "submit", str(folder))
+    # Then the job holds the two photos with their true labels, and the output names what was left out and why
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ": 2 images" in out.stdout and "left out 2 file(s)" in out.stdout
+    assert "notes.txt: not an image" in out.stdout and "fake.jpg: named like an image" in out.stdout
+    job_id = out.stdout.split()[1]
+    items = cli(cli_env, "results", job_id).stdout
+    import requests
+
+    listed = requests.get(f"{live_url}/v1/jobs/{job_id}/results", headers={"X-API-Key": api_key}, timeout=30).json()
+    assert [(i["name"], i["true_class_name"]) for i in listed["items"]] == \
+        [("labelled/a.png", "Shirt"), ("labelled/b.png", "Trouser")], items
+
+
 def test_keys_never_start_a_database(tmp_path):
     # Given no DATABASE_URL and no running stack / When keys are listed / Then it says so, starting nothing
     data_dir = tmp_path / "data"

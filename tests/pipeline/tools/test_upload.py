@@ -36,7 +36,7 @@ def test_a_folder_becomes_one_zip_part_of_its_images_plus_its_zips(tmp_path):
     names = [name for name, _ in plan.parts]
     assert sorted(names) == ["photos", "photos/more.zip"]
     assert plan.images_in_folders == 3
-    assert plan.skipped == [folder / "bottoms" / "notes.txt"]
+    assert [s.path for s in plan.skipped] == [folder / "bottoms" / "notes.txt"]
     # And the multipart body has exactly the length it announces, and the generated ZIP opens
     body = Multipart({"backend": "onnx"}, plan.parts)
     raw = b"".join(body)
@@ -46,6 +46,27 @@ def test_a_folder_becomes_one_zip_part_of_its_images_plus_its_zips(tmp_path):
     with zipfile.ZipFile(io.BytesIO(raw[start:end])) as zf:
         assert zf.namelist() == ["bottoms/scan-0001", "tops/a.png", "tops/summer/b.JPG"]
         assert zf.read("tops/a.png") == (folder / "tops" / "a.png").read_bytes()
+
+
+def test_a_root_labels_csv_travels_with_the_images_and_every_file_left_out_says_why(tmp_path):
+    # Given a folder with a labels.csv at its root, two photos, notes and a file named .jpg that is no image
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "labels.csv").write_text("name,label\na.png,Shirt\nb.png,Trouser\n")
+    (folder / "a.png").write_bytes(garment_png())
+    (folder / "b.png").write_bytes(garment_png("trouser"))
+    (folder / "notes.txt").write_text("sizes")
+    (folder / "fake.jpg").write_bytes(b"this is not a JPEG")
+    # When the upload is planned
+    plan = collect([folder])
+    # Then the labels.csv is at the root of the generated ZIP, beside the photos, and counts as no image
+    (_, zs), = plan.parts
+    assert sorted(i["name"] for i in zs.info_list()) == ["a.png", "b.png", "labels.csv"]
+    assert plan.images_in_folders == 2
+    # And the two files left out are reported, each with its reason
+    reasons = {s.path.name: s.reason for s in plan.skipped}
+    assert set(reasons) == {"notes.txt", "fake.jpg"}
+    assert "content is not one" in reasons["fake.jpg"] and "not an image" in reasons["notes.txt"]
 
 
 def test_a_big_folder_is_split_into_several_parts_of_one_job(tmp_path, monkeypatch):
