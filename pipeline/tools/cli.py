@@ -151,6 +151,21 @@ def keys_grant(ident: str, sources: tuple[str, ...]) -> None:
     click.echo(f"{n} key(s) may now read: {', '.join(sources) or 'no source'}")
 
 
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Revoke the local stack's development key and make a new one (kept across restarts); print it."""
+    from pipeline.settings import load_settings
+    from pipeline.tools import launcher
+    from pipeline.tools.credentials import rotate
+
+    settings = load_settings()
+    key = rotate(settings, _key_engine())
+    if (state := launcher.read_state(settings)) is not None:
+        launcher.write_state(settings, {**state, "api_key": key})  # the running stack's CLI uses it at once
+    click.echo("the development key was revoked; its successor (kept across restarts of this data folder):")
+    click.echo(key)
+
+
 @keys.command("list")
 def keys_list() -> None:
     """List keys (never the keys themselves)."""

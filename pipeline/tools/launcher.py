@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -46,7 +45,8 @@ def read_state(settings: Settings) -> dict | None:
     return state
 
 
-def _write_state(settings: Settings, state: dict) -> None:
+def write_state(settings: Settings, state: dict) -> None:
+    """Record the running stack's state (URLs, development key) for the CLI."""
     path = run_dir(settings) / "stack.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
@@ -195,8 +195,8 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
         if not _port_free(settings.web_host, port):
             raise RuntimeError(f"port {port} on {settings.web_host} is in use; set FB_WEB_PORT / FB_FLOWER_PORT")
     from pipeline.store.engine import get_engine
-    from pipeline.store.keys import create_key, revoke_key
     from pipeline.store.migrate import upgrade
+    from pipeline.tools.credentials import dev_credentials
     from pipeline.tools.services import EmbeddedPostgres, EmbeddedRedis
 
     logs = settings.data_dir / "logs"
@@ -216,9 +216,7 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
             redis_url = redis.start(detached=True)
         upgrade(db_url)
         engine = get_engine(db_url)
-        revoke_key(engine, "dev")
-        _, dev_key = create_key(engine, "dev")
-        password = settings.flower_password or secrets.token_urlsafe(12)
+        dev_key, password = dev_credentials(settings, engine)  # the same on every start of this data folder
         env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "FB_DATA_DIR": str(settings.data_dir),
                "FB_FLOWER_USER": settings.flower_user, "FB_FLOWER_PASSWORD": password, "FB_WORKER_POOL": "cpu",
                "PYTHONUNBUFFERED": "1", **storage_env}
@@ -230,9 +228,9 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
             "logs": str(logs), "storage_url": storage_env.get("FB_STORAGE_URL", settings.blob_url),
             "s3_endpoint_url": storage_env.get("FB_S3_ENDPOINT_URL", settings.s3_endpoint_url),
         }
-        _write_state(settings, state)
+        write_state(settings, state)
         _wait_ready(settings, procs, env, timeout_s=300)
-        _write_state(settings, {**state, "ready": True})
+        write_state(settings, {**state, "ready": True})
         if not quiet:
             print(describe(state), flush=True)
             print("Press Ctrl-C to stop.", flush=True)

@@ -89,7 +89,8 @@ def test_keys_never_start_a_database(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ("up", "down", "migrate", "demo", "keys", "keys create", "submit", "status", "results",
+    for command in ("up", "down", "migrate", "demo", "keys", "keys create", "keys grant", "keys rotate", "submit",
+                    "status", "results",
                     "cancel", "train", "evaluate", "bench"):
         out = cli({}, *command.split(), "--help")
         assert out.returncode == 0 and "usage" in out.stdout.lower(), (command, out.stderr)

@@ -98,3 +98,24 @@ def test_no_secret_is_on_a_command_line(settings):
     # Then none of their command lines (which `ps` shows every user of the host) carries it
     assert not [name for name, cmd in commands(with_password).items()
                 if any("hunter2" in arg or "basic-auth" in arg for arg in cmd)]
+
+
+def test_the_development_key_and_flower_password_survive_restarts_until_rotated(settings, engine, tmp_path):
+    from pipeline.store.keys import authenticate
+    from pipeline.tools.credentials import dev_credentials, rotate
+
+    # Given a data folder of its own
+    folder = settings.replace(data_dir=tmp_path / "data", flower_password=None)
+    # When the stack starts twice on it / Then both starts have the same live key and the same Flower password
+    first = dev_credentials(folder, engine)
+    assert dev_credentials(folder, engine) == first and authenticate(engine, first[0]) is not None
+    # When the key is rotated / Then the old one is revoked, and the next start uses the new one
+    new = rotate(folder, engine)
+    assert new != first[0] and authenticate(engine, first[0]) is None
+    assert dev_credentials(folder, engine) == (new, first[1])
+    # And a data folder whose key was revoked some other way gets a new live one
+    from pipeline.store.keys import revoke_key
+
+    revoke_key(engine, "dev")
+    again, _ = dev_credentials(folder, engine)
+    assert again != new and authenticate(engine, again) is not None
