@@ -35,6 +35,12 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.code == 404 and request.url_rule is None and request.path.startswith("/v1/jobs/"):
+            # /v1/jobs/<not a UUID>: say what a job id is, rather than Flask's "URL not found" page text
+            given = request.path.split("/")[3]
+            return jsonify(error=f"no job {given!r}: a job id is a UUID, as POST /v1/jobs answered it"), 404
+        if exc.code == 404 and request.url_rule is None:
+            return jsonify(error=f"no such endpoint: {request.method} {request.path} (see /docs)"), 404
         return jsonify(error=exc.description or exc.name), exc.code
 
     @app.errorhandler(Exception)

@@ -5,7 +5,9 @@ database. `keys` and `migrate` talk to the database named by DATABASE_URL or the
 """
 from __future__ import annotations
 
+import json
 import sys
+import uuid
 from pathlib import Path
 
 import click
@@ -195,6 +197,14 @@ def _api_options(f):
     return click.option("--url", help="Service URL (default: FB_URL, or the local stack).")(f)
 
 
+def _job_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a job id (job ids are UUIDs, as `submit` prints them)") \
+            from None
+
+
 def _client(url: str | None, api_key: str | None):
     from pipeline.tools.client import from_environment
 
@@ -234,15 +244,19 @@ def submit(paths: tuple[Path, ...], backend: str | None, pool: str | None, callb
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", callback=_job_id)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON, for scripts.")
 @_api_options
-def status(job: str, url: str | None, api_key: str | None) -> None:
-    """Show a job's status."""
-    click.echo(" ".join(f"{k}={v}" for k, v in _client(url, api_key).job(job).items()))
+def status(job: str, as_json: bool, url: str | None, api_key: str | None) -> None:
+    """Show a job's status: progress, outcome counts, links, and accuracy once a labelled job ends."""
+    from pipeline.tools.client import status_summary
+
+    body = _client(url, api_key).job(job)
+    click.echo(json.dumps(body, indent=2) if as_json else status_summary(body))
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", callback=_job_id)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Save the results as CSV to this file.")
 @_api_options
 def results(job: str, csv_path: Path | None, url: str | None, api_key: str | None) -> None:
@@ -253,12 +267,15 @@ def results(job: str, csv_path: Path | None, url: str | None, api_key: str | Non
         click.echo(f"wrote {csv_path}")
         return
     for item in c.results(job):
-        outcome = item["error"] or f"{item['class_name']} ({item['confidence']:.3f})"
+        if item["label"] is not None:
+            outcome = f"{item['class_name']} ({item['confidence']:.3f})"
+        else:
+            outcome = item["error"] or item.get("outcome", "pending")
         click.echo(f"{item['name']}\t{outcome}")
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("job", callback=_job_id)
 @_api_options
 def cancel(job: str, url: str | None, api_key: str | None) -> None:
     """Cancel a job."""

@@ -103,6 +103,33 @@ def summary(items: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def status_summary(job: dict) -> str:
+    """A job's status for people: state, progress and outcome counts, timing, links, and its accuracy report."""
+    finished = job["done"] + job["failed"] + job.get("cancelled", 0)
+    percent = 100.0 * finished / job["total"] if job["total"] else 100.0
+    counts = f"{job['done']} labelled, {job['failed']} failed"
+    if job.get("cancelled"):
+        counts += f", {job['cancelled']} cancelled"
+    lines = [f"job {job['id']}: {job['status']}",
+             f"  items     {finished} of {job['total']} finished ({percent:.0f}%): {counts}",
+             f"  model     {job['backend']} on the {job['pool']} pool, {job['priority']} priority"]
+    times = [f"{name} {job[key][:19].replace('T', ' ')}" for name, key in
+             (("created", "created_at"), ("started", "started_at"), ("finished", "finished_at")) if job.get(key)]
+    lines.append("  times     " + ", ".join(times) + " (UTC)")
+    if job.get("not_before"):
+        lines.append(f"  starts    not before {job['not_before']}")
+    if job.get("queued_behind"):
+        lines.append(f"  queue     {job['queued_behind']} chunk(s) are served before this job's first")
+    if job.get("waiting_for"):
+        lines.append(f"  waiting   for {job['waiting_for']}")
+    if job.get("model_note"):
+        lines.append(f"  note      {job['model_note']}")
+    lines += [f"  page      {job['page_url']}", f"  results   {job['results_url']}"]
+    if job.get("accuracy"):
+        lines.append(accuracy_summary(job["accuracy"]))
+    return "\n".join(lines)
+
+
 def accuracy_summary(report: dict) -> str:
     """Accuracy against the upload's own labels: overall, then per true class, then the most common mix-ups."""
     lines = [f"accuracy {100 * report['accuracy']:.1f}%: {report['correct']} of {report['labelled']} labelled images"]

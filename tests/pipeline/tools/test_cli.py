@@ -94,3 +94,32 @@ def test_every_command_has_help():
                     "cancel", "train", "evaluate", "bench"):
         out = cli({}, *command.split(), "--help")
         assert out.returncode == 0 and "usage" in out.stdout.lower(), (command, out.stderr)
+
+
+def test_status_is_readable_with_json_for_machines_and_bad_ids_get_our_message(live_url, api_key, tmp_path):
+    import json
+
+    from tests.helpers import garment_png
+
+    # Given a job (on a pool no test worker serves, cancelled so that it has ended)
+    (tmp_path / "a.png").write_bytes(garment_png())
+    cli_env = {"FB_URL": live_url, "FB_API_KEY": api_key, "DATABASE_URL": "", "REDIS_URL": ""}
+    job_id = cli(cli_env, "submit", str(tmp_path / "a.png"), "--pool", "gpu").stdout.split()[1]
+    assert cli(cli_env, "cancel", job_id).returncode == 0
+    # When its status is shown / Then it reads as a summary, with no Python repr in it
+    out = cli(cli_env, "status", job_id)
+    assert out.returncode == 0, out.stderr
+    assert f"job {job_id}: cancelled" in out.stdout and "0 labelled, 0 failed, 1 cancelled" in out.stdout
+    assert "{" not in out.stdout and "=" not in out.stdout.replace("?t=", "")
+    # And --json gives the API's JSON
+    assert json.loads(cli(cli_env, "status", job_id, "--json").stdout)["cancelled"] == 1
+    # And a non-UUID, or an unknown job, gets a message of ours, on one line
+    bad = cli(cli_env, "status", "nope")
+    assert bad.returncode != 0 and "not a job id" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = cli(cli_env, "status", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "no job 00000000-0000-0000-0000-000000000000" in unknown.stderr
+    # And the API, asked for a non-UUID job, says what a job id is (not Flask's page-not-found text)
+    import requests
+
+    resp = requests.get(f"{live_url}/v1/jobs/nope", headers={"X-API-Key": api_key}, timeout=10)
+    assert resp.status_code == 404 and "a job id is a UUID" in resp.json()["error"]
