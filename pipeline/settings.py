@@ -266,6 +266,10 @@ def validate(s: Settings) -> None:
         raise SettingsError(f"FB_STORAGE_URL must be file:///DIR or s3://BUCKET/PREFIX, got {s.storage_url!r}")
     if s.blob_url.startswith("s3://") and not s.blob_url[5:].split("/", 1)[0]:
         raise SettingsError(f"FB_STORAGE_URL names no bucket: {s.storage_url!r}")
+    scheme = (s.database_url or "postgresql://").partition("://")[0]
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        raise SettingsError(f"DATABASE_URL must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST/DB, driven by "
+                            f"psycopg 3), got a {scheme}:// one")
     if s.infer_threads < 1:
         raise SettingsError("FB_INFER_THREADS must be at least 1")
     if s.env == "production":

@@ -23,7 +23,9 @@ class SpoolingRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         svc = current_app.extensions["fashion_batch"]
-        f = tempfile.NamedTemporaryFile(dir=incoming_dir(svc.settings.storage_dir), prefix="part-",
+        # Spooled beside the job folders (the store's own folder for file://), so that moving a part into its job
+        # is a rename on one filesystem, never a copy (nor EXDEV, when FB_STORAGE_URL is on another disk).
+        f = tempfile.NamedTemporaryFile(dir=incoming_dir(svc.store.spool_root()), prefix="part-",
                                         suffix=".upload", delete=False)
         self.__dict__.setdefault("spooled", []).append(Path(f.name))
         streams = self.__dict__.setdefault("streams", [])

@@ -122,7 +122,7 @@ def housekeeping(self) -> dict:
     purged, more = retention.purge_jobs(engine, s.retention_days, on_purged=remove_uploads)
     if more:
         housekeeping.apply_async(queue="control")  # more are due: go on in a fresh task, each run bounded
-    spooled, folders = local.stale_entries(s.storage_dir, s.orphan_after_s)
+    spooled, folders = local.stale_entries(store.spool_root(), s.orphan_after_s)
     alive = retention.statuses(engine, folders)
     ended = [f for j, f in folders.items() if j not in alive or (alive[j] in jobs.FINAL and not s.keep_uploads)]
     local.remove(spooled + ended)

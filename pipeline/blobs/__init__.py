@@ -38,6 +38,10 @@ class BlobStore(Protocol):
     def scratch_dir(self, job_id: uuid.UUID) -> Path:
         """The local folder the web service spools and scans a job's parts in."""
 
+    def spool_root(self) -> Path:
+        """The folder whose `incoming/` receives request bodies and whose `jobs/` holds scratch_dir: one
+        filesystem, so a spooled part moves into its job by a rename."""
+
     def item_source(self, job_id: uuid.UUID, name: str) -> str:
         """What the items of a spooled part record as their source: the part's name in the job's folder (local),
         or its object's URL (s3://...), which any worker with the store's credentials can read."""

@@ -114,6 +114,10 @@ class LocalStore:
         """The job's folder in the store itself."""
         return job_dir(self.root, job_id)
 
+    def spool_root(self) -> Path:
+        """The store's folder itself (FB_STORAGE_URL's, which may be on another filesystem than FB_STORAGE_DIR)."""
+        return self.root
+
     def item_source(self, job_id: uuid.UUID, name: str) -> str:
         """The part's name: the reader finds it in the job's folder."""
         return name

@@ -143,6 +143,10 @@ class S3Store:
         """A folder on the web host, removed once the parts are uploaded."""
         return self.settings.storage_dir / "jobs" / str(uuid.UUID(str(job_id)))
 
+    def spool_root(self) -> Path:
+        """The web host's scratch folder (FB_STORAGE_DIR)."""
+        return self.settings.storage_dir
+
     def receive(self, job_id: uuid.UUID, index: int, file: BinaryIO) -> StreamingPart:
         """The file a request's `index`-th file part is written to: spooled, and uploaded as it arrives."""
         return StreamingPart(self.s3, self.bucket, self.key(job_id, f"part-{index:05d}"), file)

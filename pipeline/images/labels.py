@@ -24,7 +24,7 @@ def _key(name: str) -> str:
 def class_index(value: str, classes: Sequence[str]) -> int | None:
     """The index of the class `value` names ('3', 'Dress', 't-shirt_top' ...), or None if it names none."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" and other Unicode digits are digits, but no int() reads them
         return int(value) if int(value) < len(classes) else None
     keys = {_key(c): i for i, c in enumerate(classes)}
     # "T-shirt/top" is often written "tshirt" or "top"; "Ankle boot" as "boot" is too loose to guess.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import threading
-from importlib.util import find_spec
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
@@ -13,11 +12,10 @@ _engines: dict[tuple[int, str], Engine] = {}
 
 
 def normalize_url(url: str) -> str:
-    """Name the driver explicitly: psycopg 3 (installed with the project), or psycopg2 where a URL asks for it
-    and it is installed (the URL is otherwise the same, so psycopg 3 takes it when psycopg2 is absent)."""
+    """Name the driver explicitly: always psycopg 3 (installed with the project; job creation uses its COPY), also
+    for a URL written for psycopg2 (the URL is otherwise the same). Settings refuse other drivers at start."""
     u = make_url(url)
-    psycopg2_asked = u.drivername == "postgresql+psycopg2"
-    if u.drivername in ("postgresql", "postgres") or (psycopg2_asked and find_spec("psycopg2") is None):
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         u = u.set(drivername="postgresql+psycopg")
     return u.render_as_string(hide_password=False)
 

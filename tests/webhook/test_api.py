@@ -5,6 +5,7 @@ import csv
 import io
 import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -178,3 +179,31 @@ def test_absurd_offsets_are_a_400_not_a_server_error(client, api_key):
     # (schemathesis found this: an offset past PostgreSQL's bigint answered 500)
     resp = client.get("/v1/jobs?offset=2971583838708091458941383344128", headers={"X-API-Key": api_key})
     assert resp.status_code == 400 and "offset" in resp.get_json()["error"]
+
+
+def test_uploads_work_when_the_store_is_on_another_filesystem_than_the_storage_dir(settings, api_key, tmp_path):
+    import shutil
+
+    from webhook import create_app
+
+    # Given FB_STORAGE_URL on tmpfs (/dev/shm) and FB_STORAGE_DIR on the disk: two filesystems
+    store = f"/dev/shm/fb-store-{uuid.uuid4().hex}"
+    app = create_app(settings.replace(storage_dir=tmp_path / "scratch", storage_url=f"file://{store}"))
+    try:
+        # When an image is uploaded / Then the job is accepted (a spooled part moves by rename, never EXDEV)
+        resp = upload(app.test_client(), api_key, [("a.png", garment_png())])
+        assert resp.status_code == 202, resp.get_json()
+        assert any((p / "part-00000").exists() or list(p.iterdir()) for p in (Path(store) / "jobs").iterdir())
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def test_folders_and_labels_named_with_unicode_digits_are_no_error(client, api_key, tmp_path):
+    # Given a ZIP whose folders are named "²" and "٣" (digits to Unicode, not to int()), and a labels.csv saying "²"
+    archive = make_zip(tmp_path / "digits.zip", {"²/a.png": garment_png(), "٣/b.png": garment_png()})
+    labelled = make_zip(tmp_path / "csv.zip", {"a.png": garment_png(), "labels.csv": b"a.png,\xc2\xb2\n"})
+    # When they are uploaded / Then the first is an unlabelled job, the second refused saying which line: no 500
+    resp = upload(client, api_key, [("digits.zip", archive.read_bytes())])
+    assert resp.status_code == 202, resp.get_json()
+    resp = upload(client, api_key, [("csv.zip", labelled.read_bytes())])
+    assert resp.status_code == 400 and "labels.csv line 1" in resp.get_json()["error"], resp.get_json()
