@@ -112,23 +112,35 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def spawn(settings: Settings, name: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
+    """Start the stack's process `name` (commands()), its output appended to logs/NAME.log."""
+    extra = {"web": {"PROMETHEUS_MULTIPROC_DIR": str(run_dir(settings) / "prometheus")},
+             "control": {"FB_WORKER_POOL": "control"}, "callbacks": {"FB_WORKER_POOL": "control"}}
+    with (logs / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(commands(settings)[name], env={**env, **extra.get(name, {})}, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def respawn(settings: Settings, procs: dict[str, subprocess.Popen], env: dict[str, str], logs: Path) -> list[str]:
+    """Start again each process that exited (beat stops when Redis restarts under it, for one), as compose's
+    `restart: unless-stopped` does; return their names."""
+    dead = [name for name, p in procs.items() if p.poll() is not None]
+    for name in dead:
+        procs[name] = spawn(settings, name, env, logs)
+    return dead
+
+
 def _children(settings: Settings, env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
     # The web's gunicorn processes share HTTP metrics through files here (prometheus_client multiprocess mode);
     # emptied at each start so the counters of a previous run do not add up.
     metrics_dir = run_dir(settings) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
-    envs = {"web": {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, "control": {**env, "FB_WORKER_POOL": "control"},
-            "callbacks": {**env, "FB_WORKER_POOL": "control"}}
-    procs = {}
-    for name, cmd in commands(settings).items():
-        log = (logs / f"{name}.log").open("ab")
-        procs[name] = subprocess.Popen(cmd, env=envs.get(name, env), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-    return procs
+    return {name: spawn(settings, name, env, logs) for name in commands(settings)}
 
 
-def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dict[str, str], timeout_s: float) -> None:
+def wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dict[str, str], timeout_s: float) -> None:
+    """Wait until the web answers /healthz and a cpu worker answers a ping with its heartbeat in."""
     import redis
     from celery import Celery
 
@@ -155,7 +167,8 @@ def _wait_ready(settings: Settings, procs: dict[str, subprocess.Popen], env: dic
         time.sleep(0.3)
 
 
-def _stop(procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+def stop(procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+    """SIGTERM the processes, then SIGKILL any still running after `timeout_s`."""
     for p in procs.values():
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -229,20 +242,24 @@ def up(settings: Settings | None = None, *, detach: bool = False, quiet: bool = 
             "s3_endpoint_url": storage_env.get("FB_S3_ENDPOINT_URL", settings.s3_endpoint_url),
         }
         write_state(settings, state)
-        _wait_ready(settings, procs, env, timeout_s=300)
+        wait_ready(settings, procs, env, timeout_s=300)
         write_state(settings, {**state, "ready": True})
         if not quiet:
             print(describe(state), flush=True)
             print("Press Ctrl-C to stop.", flush=True)
-        while all(p.poll() is None for p in procs.values()):
+        restarts: list[float] = []
+        while True:
             time.sleep(1)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        raise RuntimeError(f"{', '.join(dead)} stopped unexpectedly; see {logs}")
+            for name in respawn(settings, procs, env, logs):
+                print(f"{name} stopped unexpectedly and was started again; see {logs / name}.log", flush=True)
+                restarts = [t for t in restarts if t > time.monotonic() - 60] + [time.monotonic()]
+            if len(restarts) > 5:
+                raise RuntimeError(f"processes keep stopping (6 restarts within a minute); see {logs}")
     except KeyboardInterrupt:
         if not quiet:
             print("\nstopping...", flush=True)
     finally:
-        _stop(procs)
+        stop(procs)
         (run_dir(settings) / "stack.json").unlink(missing_ok=True)
         if s3 is not None:
             s3.stop()

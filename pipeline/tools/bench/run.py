@@ -2,6 +2,7 @@
 
     fashion-batch bench --images 10000 --json bench-out/bench.json
     fashion-batch bench --history              # the periodic backend benchmarks, as a table
+    fashion-batch bench --faults --images 20000  # the fault suite's counts (bench/faults.py)
 
 One run measures (0) the per-step table: decode, prepare and inference per backend on one core, and the floor
 (bench/steps.py); (a) the limit: a tight decode/preprocess/infer loop, one process per core, per backend;
@@ -264,7 +265,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or print the history); return the exit status."""
+    """Run the benchmark (or print the history, or run the fault suite); return the exit status."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if "--faults" in argv:
+        from pipeline.tools.bench import faults
+
+        return faults.main([a for a in argv if a != "--faults"])
     args = _parser().parse_args(argv)
     if args.history:
         from pipeline.tools.client import ClientError
