@@ -119,3 +119,24 @@ def test_the_development_key_and_flower_password_survive_restarts_until_rotated(
     revoke_key(engine, "dev")
     again, _ = dev_credentials(folder, engine)
     assert again != new and authenticate(engine, again) is not None
+
+
+def test_a_process_of_the_stack_that_exits_is_started_again(env, tmp_path):
+    import os
+    import subprocess
+
+    from pipeline.settings import load_settings
+    from pipeline.tools.launcher import respawn, stop
+
+    # Given the stack's beat, which has exited (as it does when Redis restarts under it)
+    stack_env = {**os.environ, **env, "FB_DATA_DIR": str(tmp_path)}
+    settings = load_settings(stack_env)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    procs = {"beat": gone}
+    # When the launcher looks / Then it starts it again, rather than leaving the stack without a scheduler
+    try:
+        assert respawn(settings, procs, stack_env, tmp_path) == ["beat"]
+        assert procs["beat"] is not gone and procs["beat"].poll() is None
+    finally:
+        stop(procs)
