@@ -75,7 +75,15 @@ def _remove_part(stack: FaultStack, job_id: str, name: str) -> None:
 
     store = open_store(stack.settings)
     if stack.storage == "s3":
-        store.s3.delete_object(Bucket=store.bucket, Key=store.key(uuid.UUID(job_id), name))
+        import boto3
+        from botocore.config import Config
+
+        # The stack's credentials are in its processes' environment, not necessarily in this one's.
+        s3 = boto3.client("s3", endpoint_url=stack.env["FB_S3_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+                          config=Config(s3={"addressing_style": "path"}))
+        s3.delete_object(Bucket=store.bucket, Key=store.key(uuid.UUID(job_id), name))
     else:
         (store.scratch_dir(uuid.UUID(job_id)) / name).unlink()
 
