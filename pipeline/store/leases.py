@@ -9,7 +9,8 @@ and when a lapsed lease is taken over; a holder resuming its own chunk (after a 
 new attempt.
 
 Fair share: of the claimable chunks of a pool, a worker gets the one whose API key, then whose job, has the
-fewest chunks in flight, interactive jobs before bulk ones, then the oldest job first. A one-image job that
+fewest chunks in flight, interactive jobs before bulk ones, then the oldest job first; a chunk whose storage
+could not be read comes after every healthy one, so an outage never starves the jobs that can run. A one-image job that
 arrives behind a million-image one is served by the next worker to finish a chunk.
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ left join per_key k on k.api_key_id is not distinct from j.api_key_id
 where c.pool = :pool and {_CLAIMABLE}
   and (cast(:version as text) is null or j.model_version is null or j.model_version = cast(:version as text))
 order by (c.leased_by is not distinct from :holder) desc,
+         (c.unavailable_since is not null) asc,  -- chunks whose storage was unreadable wait behind healthy work
          (j.priority = 'interactive') desc,
          coalesce(k.n, 0), coalesce(l.n, 0), j.created_at, c.start_seq
 limit :limit

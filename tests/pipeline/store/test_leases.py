@@ -105,3 +105,15 @@ def test_a_deferred_chunk_waits_and_its_lease_counts_no_attempt(engine):
         conn.execute(update(chunks).where(chunks.c.id == ids[0]).values(lease_until=func.now() - text("interval '1s'")))
     again = leases.lease_next(engine, p, "w:2", 60)
     assert again.chunk_id == ids[0] and again.attempts == 1
+
+
+def test_a_chunk_whose_storage_was_unreadable_waits_behind_healthy_work(engine):
+    # Given an interactive job whose chunk was deferred (its storage unreadable), and then a bulk job
+    p = pool()
+    _, stuck = job(engine, 2, p, priority="interactive")
+    work = leases.lease_next(engine, p, "w:1", 60)
+    leases.unavailable_for(engine, work.chunk_id)
+    leases.defer(engine, work.chunk_id, "w:1", 0)
+    healthy, _ = job(engine, 2, p)
+    # When a worker asks / Then it gets the healthy bulk job's chunk first: an outage never starves the others
+    assert leases.lease_next(engine, p, "w:2", 60).job_id == healthy
