@@ -46,7 +46,9 @@ def drain(self, pool: str) -> dict:
         worked += 1
         if "deferred_s" in done:
             # Its uploads cannot be read now: look again once the deferral is over (beat's dispatch would too).
+            # Such chunks come after every healthy one, so none is waiting: stop rather than spin on deferrals.
             drain.apply_async((pool,), queue=pool, countdown=done["deferred_s"])
+            return {"pool": pool, "chunks": worked, "deferred": True}
     drain.apply_async((pool,), queue=pool)  # there may be more: hand over, so other messages get their turn
     return {"pool": pool, "chunks": worked, "handed_over": True}
 
