@@ -48,8 +48,10 @@ def fault_url(fault_env):
     yield from serve(create_app(load_settings(fault_env["env"])))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def beat(fault_env):
+    # One per test: beat exits when Redis restarts under it (the launcher and compose start it again), and since
+    # leases are judged by expiry alone, a crashed chunk is picked up again by beat's dispatch.
     proc = start_beat(fault_env["env"], "beat")
     yield proc
     proc.terminate()
