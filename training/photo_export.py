@@ -23,6 +23,7 @@ from pipeline.inference.backends import BACKENDS
 from pipeline.inference.manifest import FORMAT, MANIFEST_NAME, file_entry
 from training import data
 from training.photo_data import fashion_squares
+from training.quantize import _Reader, _session
 from training.report import CLASSES
 
 FILES = {"eager": "model.pt", "torchscript": "model.ts", "onnx": "model.onnx", "int8": "model.int8.onnx",
@@ -48,22 +49,6 @@ def export_graphs(model: torch.nn.Module, out: Path, size: int) -> None:
         torch.onnx.export(model, (example,), str(out / FILES["onnx"]), input_names=["input"],
                           output_names=["logits"], dynamic_shapes={"inputs": {0: Dim("batch")}},
                           opset_version=ONNX_OPSET, dynamo=True, external_data=False, verbose=False)
-
-
-class _Reader:
-    def __init__(self, x: np.ndarray, batch: int = 16) -> None:
-        self._it = iter([{"input": x[i:i + batch]} for i in range(0, len(x), batch)])
-
-    def get_next(self):
-        return next(self._it, None)
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _run(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -99,7 +84,7 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray, check: tuple[np.ndar
                 path = Path(tmp) / f"{method}-{keep}.onnx"
                 excluded = (convs[:1] + gemms) if keep else []
                 extra = {"CalibPercentile": 99.99} if method == "Percentile" else {}
-                quantize_static(str(pre), str(path), _Reader(calib), quant_format=QuantFormat.QDQ,
+                quantize_static(str(pre), str(path), _Reader(calib, batch=16), quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=excluded,
                                 extra_options=extra)
